@@ -1,0 +1,68 @@
+//! What every subcommand needs from the command line and the environment: the loaded plan,
+//! the output format, colour.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cli::{ColorChoice, Global, Output};
+use crate::load::{self, Loaded, NamedText, Request};
+use crate::repo::WorkTree;
+
+pub struct Context {
+    pub output: Output,
+    pub color: bool,
+    inventory: Option<std::path::PathBuf>,
+    secrets_file: Option<std::path::PathBuf>,
+}
+
+impl Context {
+    pub fn new(g: &Global) -> Self {
+        let color = match g.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        Context {
+            output: g.output,
+            color,
+            inventory: g.inventory.clone(),
+            secrets_file: g.secrets_file.clone(),
+        }
+    }
+
+    /// Reads, validates and expands the plan from the work tree.
+    pub fn load(&self, plan: &Path) -> anyhow::Result<Loaded> {
+        let (repo, plan_path) = WorkTree::for_plan(plan);
+        let inventory = self.inventory.as_deref().map(read_named).transpose()?;
+        let secrets_file = match &self.secrets_file {
+            Some(p) => {
+                refuse_inside_repo(p, repo.root())?;
+                Some(read_named(p)?)
+            }
+            None => None,
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        let req = Request { plan_path: &plan_path, inventory, secrets_file, env: &env };
+        Ok(load::load(&repo, &req)?)
+    }
+}
+
+fn read_named(path: &Path) -> anyhow::Result<NamedText> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(NamedText { name: path.display().to_string(), text })
+}
+
+/// Secrets kept in the plan repo end up in git history: refuse before reading them.
+fn refuse_inside_repo(secrets: &Path, repo_root: &Path) -> anyhow::Result<()> {
+    let abs = std::fs::canonicalize(secrets).with_context(|| format!("cannot read secrets file {}", secrets.display()))?;
+    if abs.starts_with(repo_root) && repo_root.join(".git").exists() {
+        anyhow::bail!(
+            "secrets file {} is inside the plan repo {}; move it outside git (e.g. /etc/wavectl/secrets.toml)",
+            secrets.display(),
+            repo_root.display()
+        );
+    }
+    Ok(())
+}

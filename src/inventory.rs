@@ -1,0 +1,108 @@
+//! Where the machines are: hosts with their SSH destination, address, root and backend.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_spanned::Spanned;
+
+use crate::diagnostic::Diagnostic;
+use crate::toml_doc::Document;
+use crate::units::Dur;
+
+/// The lab inventory compiled into the binary: used when no inventory is given and the plan
+/// repo has no `inventories/lab.toml`.
+pub const EMBEDDED_LAB: &str = include_str!("../inventories/lab.toml");
+
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// ssh_config file passed to `ssh -F`; the operator's own config when absent.
+    pub ssh_config: Option<String>,
+    pub connect_timeout: Option<Dur>,
+    pub command_timeout: Option<Dur>,
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: Spanned<String>,
+    /// An ssh_config alias or `user@host:port`.
+    pub ssh: Option<String>,
+    /// The address services listen on and probes connect to.
+    pub address: Spanned<String>,
+    /// Directory holding all of wavectl's state and files on the host.
+    #[serde(default = "default_root")]
+    pub root: String,
+    #[serde(default)]
+    pub supervisor: Supervisor,
+    #[serde(default)]
+    pub transport: Transport,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Supervisor {
+    #[default]
+    Supervisord,
+    Systemd,
+    Pm2,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Ssh,
+    Local,
+}
+
+fn default_root() -> String {
+    "~/.wavectl".to_string()
+}
+
+const TOP_LEVEL: &[&str] = &["ssh_config", "connect_timeout", "command_timeout", "host"];
+
+impl Inventory {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name.get_ref() == name)
+    }
+}
+
+/// Parses an inventory; checks its own consistency (duplicate names, missing ssh destination).
+pub fn parse_inventory(file: &str, text: &str) -> (Inventory, Vec<Diagnostic>) {
+    let mut doc = Document::parse(file, text);
+    let mut inv = Inventory::default();
+    if doc.is_malformed() {
+        return (inv, doc.diagnostics);
+    }
+    for (key, value) in doc.take_entries() {
+        match key.get_ref().as_str() {
+            "ssh_config" => inv.ssh_config = doc.value(value),
+            "connect_timeout" => inv.connect_timeout = doc.value(value),
+            "command_timeout" => inv.command_timeout = doc.value(value),
+            "host" => inv.hosts = doc.array("host", value),
+            _ => doc.unknown_key(&key, TOP_LEVEL),
+        }
+    }
+    let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
+    for host in &inv.hosts {
+        if seen.insert(host.name.get_ref(), ()).is_some() {
+            doc.error(
+                host.name.span(),
+                format!("duplicate host name `{}`", host.name.get_ref()),
+            );
+        }
+        if host.transport == Transport::Ssh && host.ssh.is_none() {
+            doc.error(
+                host.name.span(),
+                format!(
+                    "host `{}` uses transport `ssh` but has no `ssh` destination, expected `ssh = \"alias\"` or `ssh = \"user@host:port\"`",
+                    host.name.get_ref()
+                ),
+            );
+        }
+    }
+    (inv, doc.diagnostics)
+}

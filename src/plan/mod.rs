@@ -1,0 +1,9 @@
+//! The plan: its schema, loading with positions, validation, waves and expansion to primitives.
+
+pub mod expand;
+pub mod load;
+pub mod migrations;
+pub mod resource;
+pub mod schema;
+pub mod validate;
+pub mod waves;

@@ -1,0 +1,437 @@
+//! The plan file's shape (`version = 1`): what operators write, deserialized with spans kept on
+//! every name and reference so that validation can point at them. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+use crate::units::{Dur, Size};
+
+pub type Name = Spanned<String>;
+
+/// The whole plan, after each entry was deserialized on its own (see `plan::load`).
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub version: u32,
+    pub name: String,
+    pub vars: BTreeMap<String, String>,
+    pub hubs: Vec<Hub>,
+    pub pushgateways: Vec<Pushgateway>,
+    pub nats: Vec<NatsNode>,
+    pub streams: Vec<Stream>,
+    pub batches: Vec<Batch>,
+    pub processes: Vec<Process>,
+    pub migrations: Vec<MigrationSet>,
+    pub files: Vec<PlanFile>,
+    pub waves: Vec<Wave>,
+}
+
+/// A Prometheus server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hub {
+    pub name: Name,
+    pub host: Name,
+    pub port: Spanned<u16>,
+    #[serde(default = "default_scrape_interval")]
+    pub scrape_interval: Dur,
+    #[serde(default = "default_retention")]
+    pub retention: Dur,
+    /// Hubs this one forwards its samples to; the targets run the remote-write receiver.
+    #[serde(default)]
+    pub remote_write: Vec<Name>,
+    #[serde(default)]
+    pub alert_rules: Vec<AlertRule>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    pub expr: String,
+    #[serde(rename = "for")]
+    pub for_: Option<Dur>,
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pushgateway {
+    pub name: Name,
+    pub host: Name,
+    #[serde(default = "default_pushgateway_port")]
+    pub port: Spanned<u16>,
+}
+
+/// A nats-server with JetStream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsNode {
+    pub name: Name,
+    pub host: Name,
+    pub port: Spanned<u16>,
+    pub monitor_port: Spanned<u16>,
+    /// JetStream domain: one per machine in the topology that survives losing a machine.
+    pub domain: Option<Name>,
+    /// Cluster name: servers with the same name form a JetStream cluster (3 or more).
+    pub cluster: Option<Name>,
+    pub cluster_port: Option<Spanned<u16>>,
+    /// Port on which this server accepts leafnode connections.
+    pub leafnode_port: Option<Spanned<u16>>,
+    /// Servers this one connects to as a leafnode.
+    #[serde(default)]
+    pub leafnode_remotes: Vec<Name>,
+    #[serde(default = "default_max_store")]
+    pub max_store: Size,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    pub name: Name,
+    pub server: Name,
+    #[serde(default)]
+    pub subjects: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub storage: Storage,
+    #[serde(default)]
+    pub retention: Retention,
+    pub max_age: Option<Dur>,
+    pub max_bytes: Option<i64>,
+    pub max_msgs: Option<i64>,
+    #[serde(default = "default_replicas")]
+    pub replicas: Spanned<u8>,
+    pub duplicate_window: Option<Dur>,
+    /// Streams whose messages this one copies in; another machine's stream is reached through
+    /// its JetStream domain.
+    #[serde(default)]
+    pub sources: Vec<StreamSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSource {
+    pub stream: Name,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    #[default]
+    File,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    #[default]
+    Limits,
+    Interest,
+    Workqueue,
+}
+
+/// A named set of agents on one host, migrated together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    pub name: Name,
+    pub host: Name,
+    pub agents: Vec<Name>,
+    pub primary_hub: Name,
+    pub fallback_hub: Option<Name>,
+    /// Defaults to the Pushgateway on the batch's host.
+    pub pushgateway: Option<Name>,
+    /// Defaults to the NATS server on the batch's host.
+    pub nats: Option<Name>,
+    /// Command each agent runs; `{{ agent }}` is replaced by the agent's name. Defaults to the
+    /// built-in heartbeat agent.
+    pub command: Option<Vec<String>>,
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval: Dur,
+}
+
+/// One entry of the PM2-like process list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Process {
+    pub name: Name,
+    pub host: Name,
+    pub command: Spanned<Vec<String>>,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Env files on the host, read by the process at start.
+    #[serde(default)]
+    pub env_files: Vec<String>,
+    /// Names of secrets, from the operator's environment or the secrets file; delivered in an
+    /// env file of mode 0600, never on a command line.
+    #[serde(default)]
+    pub secrets: Vec<Name>,
+    #[serde(default = "yes")]
+    pub autorestart: bool,
+    #[serde(default = "default_restart_delay")]
+    pub restart_delay: Dur,
+    #[serde(default = "default_start_retries")]
+    pub max_restarts: u32,
+    #[serde(default = "default_min_uptime")]
+    pub min_uptime: Dur,
+    #[serde(default)]
+    pub stop_signal: StopSignal,
+    #[serde(default = "default_kill_timeout")]
+    pub kill_timeout: Dur,
+    #[serde(default)]
+    pub log: LogRotation,
+    /// Ports the process listens on (checked for clashes with everything else on the host).
+    #[serde(default)]
+    pub listen: Vec<Spanned<u16>>,
+    pub health: Option<Spanned<Gate>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum StopSignal {
+    #[default]
+    TERM,
+    INT,
+    QUIT,
+    HUP,
+    KILL,
+    USR1,
+    USR2,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRotation {
+    #[serde(default = "default_log_size")]
+    pub max_size: Size,
+    #[serde(default = "default_log_keep")]
+    pub keep: u32,
+}
+
+impl Default for LogRotation {
+    fn default() -> Self {
+        LogRotation {
+            max_size: default_log_size(),
+            keep: default_log_keep(),
+        }
+    }
+}
+
+/// A database and the directory of its migration files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationSet {
+    pub name: Name,
+    pub host: Name,
+    #[serde(default)]
+    pub engine: Engine,
+    /// Path on the host; relative paths are under the host root's `data/`.
+    pub database: String,
+    /// Directory in the plan repo holding `NNNN_name.up.sql` and `NNNN_name.down.sql`.
+    pub dir: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Sqlite,
+}
+
+/// A file the plan puts on a host, from a template or literal content.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    pub name: Name,
+    pub host: Name,
+    /// Relative to the host root's `files/`.
+    pub path: Spanned<String>,
+    pub template: Option<Name>,
+    pub content: Option<String>,
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wave {
+    pub name: Name,
+    /// `kind.name`, `kind.*` or `host.NAME`; a resource belongs to the first wave selecting it.
+    pub select: Vec<Name>,
+    /// Waves that must run before this one; otherwise waves run in file order.
+    #[serde(default)]
+    pub after: Vec<Name>,
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    #[serde(default)]
+    pub gate: Vec<Spanned<Gate>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    #[default]
+    Rollback,
+    Pause,
+    Continue,
+}
+
+/// A gate or health check: exactly one probe key, retried every `interval` until it passes or
+/// `timeout` runs out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub http: Option<HttpProbe>,
+    pub tcp: Option<TcpProbe>,
+    pub process: Option<ProcessProbe>,
+    pub nats_stream: Option<NatsStreamProbe>,
+    pub prom_query: Option<PromQueryProbe>,
+    pub command: Option<CommandProbe>,
+    #[serde(default = "default_gate_timeout")]
+    pub timeout: Dur,
+    #[serde(default = "default_gate_interval")]
+    pub interval: Dur,
+}
+
+/// The probe of a gate, once validation made sure exactly one is set.
+#[derive(Debug, Clone, Copy)]
+pub enum ProbeRef<'a> {
+    Http(&'a HttpProbe),
+    Tcp(&'a TcpProbe),
+    Process(&'a ProcessProbe),
+    NatsStream(&'a NatsStreamProbe),
+    PromQuery(&'a PromQueryProbe),
+    Command(&'a CommandProbe),
+}
+
+impl Gate {
+    /// Every probe key that is set (validation requires exactly one).
+    pub fn probes(&self) -> Vec<ProbeRef<'_>> {
+        let mut out = Vec::new();
+        out.extend(self.http.as_ref().map(ProbeRef::Http));
+        out.extend(self.tcp.as_ref().map(ProbeRef::Tcp));
+        out.extend(self.process.as_ref().map(ProbeRef::Process));
+        out.extend(self.nats_stream.as_ref().map(ProbeRef::NatsStream));
+        out.extend(self.prom_query.as_ref().map(ProbeRef::PromQuery));
+        out.extend(self.command.as_ref().map(ProbeRef::Command));
+        out
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbe {
+    pub host: Name,
+    pub url: String,
+    #[serde(default = "default_status")]
+    pub status: u16,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbe {
+    pub host: Name,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessProbe {
+    pub host: Name,
+    pub name: Name,
+    #[serde(default = "default_soak")]
+    pub soak: Dur,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsStreamProbe {
+    pub stream: Name,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromQueryProbe {
+    pub hub: Name,
+    pub expr: String,
+    #[serde(default = "one")]
+    pub min: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandProbe {
+    pub host: Name,
+    pub run: Vec<String>,
+}
+
+fn default_scrape_interval() -> Dur {
+    Dur::parse("15s").expect("valid literal")
+}
+fn default_retention() -> Dur {
+    Dur::parse("15d").expect("valid literal")
+}
+fn default_severity() -> String {
+    "warning".into()
+}
+fn default_pushgateway_port() -> Spanned<u16> {
+    Spanned::new(0..0, 9091)
+}
+fn default_max_store() -> Size {
+    Size(1 << 30)
+}
+fn default_replicas() -> Spanned<u8> {
+    Spanned::new(0..0, 1)
+}
+fn default_heartbeat() -> Dur {
+    Dur::parse("5s").expect("valid literal")
+}
+fn yes() -> bool {
+    true
+}
+fn default_restart_delay() -> Dur {
+    Dur::parse("1s").expect("valid literal")
+}
+fn default_start_retries() -> u32 {
+    10
+}
+fn default_min_uptime() -> Dur {
+    Dur::parse("1s").expect("valid literal")
+}
+fn default_kill_timeout() -> Dur {
+    Dur::parse("10s").expect("valid literal")
+}
+fn default_log_size() -> Size {
+    Size(10 << 20)
+}
+fn default_log_keep() -> u32 {
+    5
+}
+fn default_mode() -> Spanned<String> {
+    Spanned::new(0..0, "0644".to_string())
+}
+fn default_max_parallel() -> u32 {
+    1
+}
+fn default_gate_timeout() -> Dur {
+    Dur::parse("60s").expect("valid literal")
+}
+fn default_gate_interval() -> Dur {
+    Dur::parse("2s").expect("valid literal")
+}
+fn default_status() -> u16 {
+    200
+}
+fn default_soak() -> Dur {
+    Dur::parse("10s").expect("valid literal")
+}
+fn one() -> u64 {
+    1
+}

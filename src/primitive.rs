@@ -1,0 +1,180 @@
+//! What the plan expands to on each host: files, supervisor processes, migrations, streams and
+//! checks. Diff and apply work on these only; every field is plain data (serde) so a desired
+//! state can be recorded on the host and compared with the next one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::plan::schema::{OnFailure, Retention, Storage, StopSignal};
+
+/// Everything the plan wants, host by host, with the waves in run order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Desired {
+    pub plan: String,
+    pub waves: Vec<WaveSpec>,
+    pub hosts: BTreeMap<String, HostDesired>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveSpec {
+    pub name: String,
+    pub max_parallel: u32,
+    pub on_failure: OnFailure,
+    pub gates: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostDesired {
+    pub root: String,
+    pub files: Vec<FileSpec>,
+    pub processes: Vec<ProcessSpec>,
+    pub databases: Vec<DatabaseSpec>,
+    pub streams: Vec<StreamSpec>,
+    pub checks: Vec<Check>,
+}
+
+/// Where a primitive comes from: its wave and the plan resource (`hub.edge`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub wave: String,
+    pub resource: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileSpec {
+    /// Relative to the host root (`files/prometheus/edge.yml`).
+    pub path: String,
+    #[serde(skip)]
+    pub content: String,
+    pub mode: u32,
+    /// Env keys whose values are secrets: masked wherever the content is shown.
+    pub secret_keys: Vec<String>,
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+impl FileSpec {
+    pub fn sha256(&self) -> String {
+        sha256_hex(self.content.as_bytes())
+    }
+}
+
+/// A program for the host's supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub name: String,
+    pub command: Vec<String>,
+    pub cwd: Option<String>,
+    /// Env files (paths under the root) read before start; secrets live only there.
+    pub env_files: Vec<String>,
+    pub autorestart: bool,
+    pub restart_delay_ms: u64,
+    pub max_restarts: u32,
+    pub min_uptime_s: u64,
+    pub stop_signal: StopSignal,
+    pub kill_timeout_s: u64,
+    pub log_max_bytes: u64,
+    pub log_keep: u32,
+    /// Files whose content the process reads at start, with their hashes: a change restarts it.
+    pub config_hashes: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+impl ProcessSpec {
+    /// Hash over everything that requires a restart when it changes.
+    pub fn spec_hash(&self) -> String {
+        let mut me = self.clone();
+        // Moving a process between waves does not change what runs.
+        me.origin = Origin {
+            wave: String::new(),
+            resource: String::new(),
+        };
+        sha256_hex(&serde_json::to_vec(&me).unwrap_or_default())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatabaseSpec {
+    pub name: String,
+    pub engine: crate::plan::schema::Engine,
+    /// Absolute, or relative to the host root.
+    pub path: String,
+    pub migrations: Vec<MigrationSpec>,
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationSpec {
+    pub id: u32,
+    pub name: String,
+    #[serde(skip)]
+    pub up_sql: String,
+    #[serde(skip)]
+    pub down_sql: String,
+    /// sha256 of the up SQL with line endings normalised to `\n`.
+    pub checksum: String,
+    pub down_checksum: String,
+    pub no_transaction: bool,
+    pub irreversible: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamSpec {
+    /// The nats server (plan name) holding the stream.
+    pub server: String,
+    pub config: StreamConfig,
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+/// The JetStream configuration wavectl manages, as compared field by field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    pub name: String,
+    pub subjects: Vec<String>,
+    pub storage: Storage,
+    pub retention: Retention,
+    /// 0 = unlimited, as in JetStream.
+    pub max_age_ms: u64,
+    pub max_bytes: i64,
+    pub max_msgs: i64,
+    pub replicas: u8,
+    pub duplicate_window_ms: u64,
+    pub sources: Vec<StreamSourceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamSourceSpec {
+    pub name: String,
+    /// `$JS.<domain>.API` when the source lives in another JetStream domain.
+    pub external_api: Option<String>,
+}
+
+/// A probe with its retry policy: a wave gate or a resource's health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub probe: Probe,
+    pub timeout_ms: u64,
+    pub interval_ms: u64,
+}
+
+/// A probe, resolved to addresses; `host` is where it runs from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Probe {
+    Http { host: String, url: String, status: u16, body: Option<String> },
+    Tcp { host: String, address: String, port: u16 },
+    Process { host: String, name: String, soak_s: u64 },
+    NatsStream { host: String, server: String, stream: StreamConfig },
+    PromQuery { host: String, url: String, expr: String, min: u64 },
+    Command { host: String, run: Vec<String> },
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

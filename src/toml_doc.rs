@@ -1,0 +1,105 @@
+//! Reading a TOML file so that every problem in it is reported, not just the first: the file is
+//! parsed once with spans, then each top-level value (and each entry of an array of tables) is
+//! deserialized on its own, and each failure becomes a `Diagnostic` at its exact position.
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use crate::diagnostic::Diagnostic;
+
+/// A parsed TOML file whose top-level keys are handed out one at a time.
+pub struct Document<'i> {
+    file: String,
+    entries: Vec<(Spanned<String>, Spanned<DeValue<'i>>)>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl<'i> Document<'i> {
+    pub fn parse(file: &str, text: &'i str) -> Self {
+        let (root, errors) = DeTable::parse_recoverable(text);
+        let diagnostics = errors
+            .iter()
+            .map(|e| to_diagnostic(file, e, 0..0))
+            .collect::<Vec<_>>();
+        let entries = root
+            .into_inner()
+            .into_iter()
+            .map(|(k, v)| {
+                let span = k.span();
+                (Spanned::new(span, k.into_inner().into_owned()), v)
+            })
+            .collect();
+        Document {
+            file: file.to_string(),
+            entries,
+            diagnostics,
+        }
+    }
+
+    /// True when the file did not even parse as TOML.
+    pub fn is_malformed(&self) -> bool {
+        !self.diagnostics.is_empty()
+    }
+
+    /// Takes the top-level entries out, to be matched on their keys by the caller.
+    pub fn take_entries(&mut self) -> Vec<(Spanned<String>, Spanned<DeValue<'i>>)> {
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Deserializes one value; a failure is recorded and gives `None`.
+    pub fn value<T: Deserialize<'i>>(&mut self, value: Spanned<DeValue<'i>>) -> Option<T> {
+        let span = value.span();
+        match T::deserialize(ValueDeserializer::from(value)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.diagnostics.push(to_diagnostic(&self.file, &e, span));
+                None
+            }
+        }
+    }
+
+    /// Deserializes each element of an array (of tables) on its own, so one bad entry does not
+    /// hide the problems of the next.
+    pub fn array<T: Deserialize<'i>>(&mut self, key: &str, value: Spanned<DeValue<'i>>) -> Vec<T> {
+        let span = value.span();
+        match value.into_inner() {
+            DeValue::Array(items) => items
+                .into_iter()
+                .filter_map(|item| self.value(item))
+                .collect(),
+            other => {
+                self.error(
+                    span,
+                    format!(
+                        "`{key}` must be an array of tables (`[[{key}]]`), found {}",
+                        other.type_str()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    pub fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::new(&self.file, span, message));
+    }
+
+    pub fn unknown_key(&mut self, key: &Spanned<String>, expected: &[&str]) {
+        let list = expected
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.error(
+            key.span(),
+            format!("unknown key `{}`, expected one of {list}", key.get_ref()),
+        );
+    }
+}
+
+fn to_diagnostic(file: &str, e: &toml::de::Error, fallback: std::ops::Range<usize>) -> Diagnostic {
+    let span = e.span().unwrap_or(fallback);
+    Diagnostic::new(file, span, e.message().trim_end().to_string())
+}
