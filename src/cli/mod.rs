@@ -79,11 +79,19 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(exit) => exit.into(),
+        Err(e) if is_broken_pipe(&e) => Exit::Ok.into(),
         Err(e) => {
             report(&e);
             Exit::Error.into()
         }
     }
+}
+
+/// Output piped into `head` and closed early is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// `error: ...`, then each cause, then a hint when the error chain carries one.

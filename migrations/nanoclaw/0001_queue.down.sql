@@ -1,0 +1,2 @@
+DROP INDEX queue_messages_state;
+DROP TABLE queue_messages;

@@ -1,0 +1,91 @@
+//! A plan repo in a temporary directory and the real `wavectl` binary run against it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+/// An inventory with two hosts on loopback addresses no other test uses.
+pub const INVENTORY: &str = r#"
+[[host]]
+name = "mainpc"
+ssh = "mainpc"
+address = "127.0.10.2"
+root = "/srv/wv/mainpc"
+
+[[host]]
+name = "pc2"
+ssh = "pc2"
+address = "127.0.10.3"
+root = "/srv/wv/pc2"
+"#;
+
+/// A plan repo: `plans/p.toml`, `inventories/lab.toml` and any other files.
+#[must_use]
+pub struct Repo {
+    dir: TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Repo {
+    /// A repo whose plan is `plan` and whose inventory is [`INVENTORY`].
+    pub fn with_plan(plan: &str) -> Repo {
+        let repo = Repo {
+            dir: TempDir::new().expect("temp dir"),
+            env: Vec::new(),
+        };
+        repo.file("plans/p.toml", plan).file("inventories/lab.toml", INVENTORY)
+    }
+
+    pub fn file(self, path: &str, text: &str) -> Repo {
+        let full = self.dir.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Repo {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `wavectl ARGS...` in the repo's directory.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).current_dir(self.dir.path()).env_remove("WAVECTL_SECRETS_FILE").env("NO_COLOR", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run wavectl");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn validate(&self) -> Run {
+        self.run(&["validate", "plans/p.toml"])
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wavectl"))
+}
+
+/// The checked-in repo (for tests of `plans/phase2.toml`).
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

@@ -1,0 +1,5 @@
+//! The integration tests: one binary (links once), one module per behaviour area.
+
+mod common;
+mod render_tools;
+mod validate_errors;
