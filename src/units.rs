@@ -24,6 +24,13 @@ impl Dur {
         })
     }
 
+    pub fn from_millis(ms: u64) -> Self {
+        let value = Duration::from_millis(ms);
+        let mut d = Dur { text: String::new(), value };
+        d.text = d.compact();
+        d
+    }
+
     pub fn value(&self) -> Duration {
         self.value
     }
@@ -32,14 +39,14 @@ impl Dur {
         self.value.as_secs()
     }
 
-    /// The duration in Prometheus' and NATS' syntax (`1h30m`, `500ms`): whole units only.
+    /// The duration in Prometheus' and NATS' syntax (`1h30m`, `500ms`, `360h` for 15 days).
     pub fn compact(&self) -> String {
         let mut ms = self.value.as_millis();
         if ms == 0 {
             return "0s".into();
         }
         let mut out = String::new();
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
             if ms >= size {
                 out.push_str(&format!("{}{unit}", ms / size));
                 ms %= size;
