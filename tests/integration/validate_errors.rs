@@ -47,13 +47,21 @@ fn assert_problem_count(run: &Run, n: usize) {
 fn the_base_plan_is_valid() {
     let run = Repo::with_plan(&plan("")).validate();
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
-    assert!(run.stdout.starts_with("plans/p.toml: ok: plan t with 1 hosts"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .starts_with("plans/p.toml: ok: plan t with 1 hosts"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn malformed_toml_unclosed_string_points_at_the_end_of_the_line() {
     // Line 10: `name = "edge` — the string runs to the end of the line (column 13).
-    let run = Repo::with_plan(&plan("\n[[hub]]\nname = \"edge\nhost = \"pc2\"\nport = 9101\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[hub]]\nname = \"edge\nhost = \"pc2\"\nport = 9101\n",
+    ))
+    .validate();
     assert_reports(
         &run,
         "plans/p.toml:10:13: error: invalid basic string, expected `\"`\n   |\n10 | name = \"edge\n   |             ^\n",
@@ -64,7 +72,10 @@ fn malformed_toml_unclosed_string_points_at_the_end_of_the_line() {
 #[test]
 fn malformed_toml_unclosed_array_table_header_points_after_it() {
     // Line 9: `[[hub]` — the second `]` is missing at column 7.
-    let run = Repo::with_plan(&plan("\n[[hub]\nname = \"edge\"\nhost = \"pc2\"\nport = 9101\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[hub]\nname = \"edge\"\nhost = \"pc2\"\nport = 9101\n",
+    ))
+    .validate();
     assert_reports(
         &run,
         "plans/p.toml:9:7: error: unclosed array table, expected `]`\n  |\n9 | [[hub]\n  |       ^\n",
@@ -73,7 +84,10 @@ fn malformed_toml_unclosed_array_table_header_points_after_it() {
 
 #[test]
 fn unknown_key_in_a_hub_lists_the_fields_a_hub_has() {
-    let run = Repo::with_plan(&plan("\n[[hub]]\nname = \"edge\"\nhost = \"pc2\"\nprot = 9100\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[hub]]\nname = \"edge\"\nhost = \"pc2\"\nprot = 9100\n",
+    ))
+    .validate();
     assert_reports(
         &run,
         "plans/p.toml:12:1: error: unknown field `prot`, expected one of `name`, `host`, `port`, `scrape_interval`, `retention`, `remote_write`, `alert_rules`\n   |\n12 | prot = 9100\n   | ^^^^\n",
@@ -95,7 +109,10 @@ fn unknown_top_level_key_lists_the_top_level_keys() {
 
 #[test]
 fn wrong_type_port_as_string_points_at_the_value() {
-    let run = Repo::with_plan(&plan("\n[[hub]]\nname = \"edge\"\nhost = \"pc2\"\nport = \"9100\"\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[hub]]\nname = \"edge\"\nhost = \"pc2\"\nport = \"9100\"\n",
+    ))
+    .validate();
     assert_reports(
         &run,
         "plans/p.toml:12:8: error: invalid type: string \"9100\", expected u16\n   |\n12 | port = \"9100\"\n   |        ^^^^^^\n",
@@ -116,7 +133,10 @@ fn missing_required_field_points_at_the_table_header() {
 #[test]
 fn duplicate_hub_names_point_at_the_second_name() {
     // Same name, another host and so no port clash: only the duplicate is wrong.
-    let run = Repo::with_plan(&plan("\n[[hub]]\nname = \"central\"\nhost = \"pc2\"\nport = 9100\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[hub]]\nname = \"central\"\nhost = \"pc2\"\nport = 9100\n",
+    ))
+    .validate();
     assert_reports(
         &run,
         "plans/p.toml:10:8: error: duplicate hub name `central`, expected each hub to have a unique name\n   |\n10 | name = \"central\"\n   |        ^^^^^^^^^\n",
@@ -155,7 +175,10 @@ primary_hub = "edge"
 
 #[test]
 fn wave_selector_matching_nothing_points_at_that_selector() {
-    let run = Repo::with_plan(&plan("\n[[wave]]\nname = \"w1\"\nselect = [\"hub.central\", \"hub.nosuch\"]\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[wave]]\nname = \"w1\"\nselect = [\"hub.central\", \"hub.nosuch\"]\n",
+    ))
+    .validate();
     assert_reports(
         &run,
         "plans/p.toml:11:26: error: wave `w1` selects `hub.nosuch`, which matches no resource of the plan\n   |\n11 | select = [\"hub.central\", \"hub.nosuch\"]\n   |                          ^^^^^^^^^^^^\n",
@@ -165,7 +188,10 @@ fn wave_selector_matching_nothing_points_at_that_selector() {
 
 #[test]
 fn process_on_a_host_not_in_the_inventory_names_the_known_hosts() {
-    let run = Repo::with_plan(&plan("\n[[process]]\nname = \"app\"\nhost = \"pc3\"\ncommand = [\"/bin/true\"]\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[process]]\nname = \"app\"\nhost = \"pc3\"\ncommand = [\"/bin/true\"]\n",
+    ))
+    .validate();
     assert_reports(
         &run,
         "plans/p.toml:11:8: error: process `app` is on host `pc3`, which is not in the inventory; expected one of `mainpc`, `pc2`\n   |\n11 | host = \"pc3\"\n   |        ^^^^^\n",
@@ -199,7 +225,10 @@ port = 9091
 
 #[test]
 fn the_same_port_on_two_hosts_is_no_clash() {
-    let run = Repo::with_plan(&plan("\n[[hub]]\nname = \"edge\"\nhost = \"pc2\"\nport = 9100\n")).validate();
+    let run = Repo::with_plan(&plan(
+        "\n[[hub]]\nname = \"edge\"\nhost = \"pc2\"\nport = 9100\n",
+    ))
+    .validate();
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
 }
 
@@ -289,7 +318,9 @@ cluster_port = 6222
 
 /// A process that needs the secret `WAVECTL_IT_SECRET` (a name no real environment sets).
 fn plan_with_secret() -> String {
-    plan("\n[[process]]\nname = \"app\"\nhost = \"mainpc\"\ncommand = [\"/bin/true\"]\nsecrets = [\"WAVECTL_IT_SECRET\"]\n")
+    plan(
+        "\n[[process]]\nname = \"app\"\nhost = \"mainpc\"\ncommand = [\"/bin/true\"]\nsecrets = [\"WAVECTL_IT_SECRET\"]\n",
+    )
 }
 
 #[test]
@@ -304,22 +335,52 @@ fn secret_not_provided_says_how_to_provide_it() {
 }
 
 #[test]
-fn secret_provided_in_the_environment_validates_and_is_never_printed() {
+fn secret_provided_in_the_environment_validates_and_is_never_printed_or_written() {
     let value = "s3cr3t-it-value-81f2";
     let repo = Repo::with_plan(&plan_with_secret()).env("WAVECTL_IT_SECRET", value);
-    for args in [&["validate", "plans/p.toml"][..], &["validate", "--output", "json", "plans/p.toml"]] {
+    for args in [
+        &["validate", "plans/p.toml"][..],
+        &["validate", "--output", "json", "plans/p.toml"],
+    ] {
         let run = repo.run(args);
         assert_eq!(run.code, 0, "{args:?}: stderr:\n{}", run.stderr);
-        assert!(!run.stdout.contains(value) && !run.stderr.contains(value), "{args:?} printed the secret:\n{run:?}");
+        assert!(
+            !run.stdout.contains(value) && !run.stderr.contains(value),
+            "{args:?} printed the secret:\n{run:?}"
+        );
     }
     let run = repo.validate();
-    assert!(run.stdout.starts_with("plans/p.toml: ok: plan t "), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with("plans/p.toml: ok: plan t "),
+        "{}",
+        run.stdout
+    );
+    // Offline validation writes nothing into the plan repo, let alone the secret.
+    let mut files = Vec::new();
+    list_files(repo.path(), &mut files);
+    files.sort();
+    let expected = ["inventories/lab.toml", "plans/p.toml"].map(|f| repo.path().join(f));
+    assert_eq!(files, expected);
+}
+
+fn list_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            list_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }
 
 #[test]
 fn template_override_that_fails_to_render_points_into_the_template() {
     let run = Repo::with_plan(&plan(""))
-        .file("templates/prometheus.yml.tera", "# custom\nglobal:\n  scrape_interval: {{ nosuchvar }}\n")
+        .file(
+            "templates/prometheus.yml.tera",
+            "# custom\nglobal:\n  scrape_interval: {{ nosuchvar }}\n",
+        )
         .validate();
     assert_reports(
         &run,
@@ -332,7 +393,10 @@ fn template_override_that_fails_to_render_points_into_the_template() {
 fn template_override_that_fails_to_parse_points_into_the_template() {
     // Line 3 closes `{{` with a single `}` at column 43.
     let run = Repo::with_plan(&plan(""))
-        .file("templates/prometheus.yml.tera", "# custom\nglobal:\n  scrape_interval: {{ hub.scrape_interval }\n")
+        .file(
+            "templates/prometheus.yml.tera",
+            "# custom\nglobal:\n  scrape_interval: {{ hub.scrape_interval }\n",
+        )
         .validate();
     assert_reports(
         &run,
@@ -417,7 +481,8 @@ fn json_output_gives_file_line_column_message_and_hint() {
     let run = Repo::with_plan(&text).run(&["validate", "--output", "json", "plans/p.toml"]);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
     assert_eq!(run.stderr, "", "JSON mode prints nothing else");
-    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
+    let doc: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
     assert_eq!(doc["ok"], false);
     let mut problems: Vec<(String, u64, u64, String, Option<String>)> = doc["problems"]
         .as_array()
@@ -472,10 +537,13 @@ fn json_output_gives_file_line_column_message_and_hint() {
 
 #[test]
 fn json_output_on_malformed_toml_gives_the_position() {
-    let run = Repo::with_plan(&plan("\n[[hub]]\nname = \"edge\nhost = \"pc2\"\nport = 9101\n"))
-        .run(&["validate", "--output", "json", "plans/p.toml"]);
+    let run = Repo::with_plan(&plan(
+        "\n[[hub]]\nname = \"edge\nhost = \"pc2\"\nport = 9101\n",
+    ))
+    .run(&["validate", "--output", "json", "plans/p.toml"]);
     assert_eq!(run.code, 1, "stderr:\n{}", run.stderr);
-    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
+    let doc: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
     assert_eq!(
         doc,
         serde_json::json!({
@@ -504,6 +572,11 @@ fn the_checked_in_phase2_plan_validates() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
-    assert!(stdout.starts_with("plans/phase2.toml: ok: plan phase2-resilience "), "{stdout}");
-    assert!(!stdout.contains("it-telegram-token-5c1e") && !stderr.contains("it-telegram-token-5c1e"));
+    assert!(
+        stdout.starts_with("plans/phase2.toml: ok: plan phase2-resilience "),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("it-telegram-token-5c1e") && !stderr.contains("it-telegram-token-5c1e")
+    );
 }
