@@ -85,7 +85,13 @@ impl fmt::Display for DiagnosticDisplay<'_> {
                 let gutter = line.to_string().len();
                 writeln!(f, "{:gutter$} |", "")?;
                 writeln!(f, "{line} | {text}")?;
-                writeln!(f, "{:gutter$} | {}{}", "", " ".repeat(col - 1), "^".repeat(width))?;
+                writeln!(
+                    f,
+                    "{:gutter$} | {}{}",
+                    "",
+                    " ".repeat(col - 1),
+                    "^".repeat(width)
+                )?;
             }
             None => writeln!(f, "{}: error: {}", d.file, d.message)?,
         }

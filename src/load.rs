@@ -60,7 +60,11 @@ impl Sources {
     pub fn render(&self, diags: &[Diagnostic]) -> String {
         let mut out = String::new();
         for d in diags {
-            let _ = write!(out, "{}", d.display(self.0.get(&d.file).map(String::as_str)));
+            let _ = write!(
+                out,
+                "{}",
+                d.display(self.0.get(&d.file).map(String::as_str))
+            );
         }
         out
     }
@@ -71,6 +75,20 @@ impl Sources {
 pub struct Invalid {
     pub diagnostics: Vec<Diagnostic>,
     pub sources: Sources,
+}
+
+impl Invalid {
+    /// Sorted by file and position; one template error hit by several resources shows once.
+    pub fn new(mut diagnostics: Vec<Diagnostic>, sources: Sources) -> Self {
+        diagnostics.sort_by(|a, b| {
+            (&a.file, a.span.start, &a.message).cmp(&(&b.file, b.span.start, &b.message))
+        });
+        diagnostics.dedup();
+        Invalid {
+            diagnostics,
+            sources,
+        }
+    }
 }
 
 impl std::fmt::Display for Invalid {
@@ -85,19 +103,38 @@ pub const LAB_INVENTORY: &str = "inventories/lab.toml";
 
 pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
     let mut sources = Sources::default();
-    let fail = |diagnostics, sources| Err(Invalid { diagnostics, sources });
+    let fail = |diagnostics, sources| Err(Invalid::new(diagnostics, sources));
     let plan_name = repo.display(req.plan_path);
     let plan_text = match repo.read(req.plan_path) {
         Ok(Some(t)) => t,
-        Ok(None) => return fail(vec![Diagnostic::whole_file(&plan_name, "plan file not found")], sources),
-        Err(e) => return fail(vec![Diagnostic::whole_file(&plan_name, format!("cannot read plan: {e}"))], sources),
+        Ok(None) => {
+            return fail(
+                vec![Diagnostic::whole_file(&plan_name, "plan file not found")],
+                sources,
+            );
+        }
+        Err(e) => {
+            return fail(
+                vec![Diagnostic::whole_file(
+                    &plan_name,
+                    format!("cannot read plan: {e}"),
+                )],
+                sources,
+            );
+        }
     };
     sources.add(&plan_name, &plan_text);
     let inventory = match &req.inventory {
         Some(i) => i.clone(),
         None => match repo.read(LAB_INVENTORY) {
-            Ok(Some(text)) => NamedText { name: repo.display(LAB_INVENTORY), text },
-            _ => NamedText { name: "<built-in>/inventories/lab.toml".into(), text: inventory::EMBEDDED_LAB.into() },
+            Ok(Some(text)) => NamedText {
+                name: repo.display(LAB_INVENTORY),
+                text,
+            },
+            _ => NamedText {
+                name: "<built-in>/inventories/lab.toml".into(),
+                text: inventory::EMBEDDED_LAB.into(),
+            },
         },
     };
     sources.add(&inventory.name, &inventory.text);
@@ -117,7 +154,11 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
         return fail(diags, sources);
     }
 
-    let names: BTreeSet<String> = plan.processes.iter().flat_map(|p| p.secrets.iter().map(|s| s.get_ref().clone())).collect();
+    let names: BTreeSet<String> = plan
+        .processes
+        .iter()
+        .flat_map(|p| p.secrets.iter().map(|s| s.get_ref().clone()))
+        .collect();
     let secret_values = secrets::resolve(&names, req.env, &secret_file_values);
     let provided = secret_values.keys().cloned().collect();
     let diags = validate(&plan_name, &plan, &inv, &provided);
@@ -150,7 +191,13 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
         secrets: &secret_values,
     };
     match expand::expand(&plan, &inputs) {
-        Ok(desired) => Ok(Loaded { plan, inventory: inv, desired, secrets: secret_values, sources }),
+        Ok(desired) => Ok(Loaded {
+            plan,
+            inventory: inv,
+            desired,
+            secrets: secret_values,
+            sources,
+        }),
         Err(diags) => fail(diags, sources),
     }
 }
@@ -159,7 +206,12 @@ fn template_overrides(repo: &dyn PlanRepo) -> Result<BTreeMap<String, TemplateSo
     let mut out = BTreeMap::new();
     let names = repo
         .list("templates")
-        .map_err(|e| Diagnostic::whole_file(&repo.display("templates"), format!("cannot list templates: {e}")))?
+        .map_err(|e| {
+            Diagnostic::whole_file(
+                &repo.display("templates"),
+                format!("cannot list templates: {e}"),
+            )
+        })?
         .unwrap_or_default();
     for name in names.into_iter().filter(|n| n.ends_with(".tera")) {
         let path = format!("templates/{name}");
@@ -173,7 +225,10 @@ fn template_overrides(repo: &dyn PlanRepo) -> Result<BTreeMap<String, TemplateSo
     Ok(out)
 }
 
-fn read_migration_dirs(repo: &dyn PlanRepo, plan: &Plan) -> BTreeMap<String, Option<Vec<(String, String)>>> {
+fn read_migration_dirs(
+    repo: &dyn PlanRepo,
+    plan: &Plan,
+) -> BTreeMap<String, Option<Vec<(String, String)>>> {
     let mut out = BTreeMap::new();
     for m in &plan.migrations {
         let dir = m.dir.get_ref().trim_end_matches('/').to_string();

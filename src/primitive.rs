@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::plan::schema::{OnFailure, Retention, Storage, StopSignal};
+use crate::plan::schema::{OnFailure, Retention, StopSignal, Storage};
 
 /// Everything the plan wants, host by host, with the waves in run order.
 #[derive(Debug, Clone, Serialize)]
@@ -167,12 +167,37 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Probe {
-    Http { host: String, url: String, status: u16, body: Option<String> },
-    Tcp { host: String, address: String, port: u16 },
-    Process { host: String, name: String, soak_s: u64 },
-    NatsStream { host: String, server: String, stream: StreamConfig },
-    PromQuery { host: String, url: String, expr: String, min: u64 },
-    Command { host: String, run: Vec<String> },
+    Http {
+        host: String,
+        url: String,
+        status: u16,
+        body: Option<String>,
+    },
+    Tcp {
+        host: String,
+        address: String,
+        port: u16,
+    },
+    Process {
+        host: String,
+        name: String,
+        soak_s: u64,
+    },
+    NatsStream {
+        host: String,
+        server: String,
+        stream: StreamConfig,
+    },
+    PromQuery {
+        host: String,
+        url: String,
+        expr: String,
+        min: u64,
+    },
+    Command {
+        host: String,
+        run: Vec<String>,
+    },
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

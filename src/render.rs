@@ -9,15 +9,42 @@ use crate::diagnostic::Diagnostic;
 
 /// The built-in templates, by name.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("prometheus.yml.tera", include_str!("../templates/prometheus.yml.tera")),
-    ("prometheus-rules.yml.tera", include_str!("../templates/prometheus-rules.yml.tera")),
-    ("nats.conf.tera", include_str!("../templates/nats.conf.tera")),
-    ("agent.env.tera", include_str!("../templates/agent.env.tera")),
-    ("agent-heartbeat.sh.tera", include_str!("../templates/agent-heartbeat.sh.tera")),
-    ("process.env.tera", include_str!("../templates/process.env.tera")),
-    ("run-with-env.sh.tera", include_str!("../templates/run-with-env.sh.tera")),
-    ("supervisord.conf.tera", include_str!("../templates/supervisord.conf.tera")),
-    ("supervisor-program.conf.tera", include_str!("../templates/supervisor-program.conf.tera")),
+    (
+        "prometheus.yml.tera",
+        include_str!("../templates/prometheus.yml.tera"),
+    ),
+    (
+        "prometheus-rules.yml.tera",
+        include_str!("../templates/prometheus-rules.yml.tera"),
+    ),
+    (
+        "nats.conf.tera",
+        include_str!("../templates/nats.conf.tera"),
+    ),
+    (
+        "agent.env.tera",
+        include_str!("../templates/agent.env.tera"),
+    ),
+    (
+        "agent-heartbeat.sh.tera",
+        include_str!("../templates/agent-heartbeat.sh.tera"),
+    ),
+    (
+        "process.env.tera",
+        include_str!("../templates/process.env.tera"),
+    ),
+    (
+        "run-with-env.sh.tera",
+        include_str!("../templates/run-with-env.sh.tera"),
+    ),
+    (
+        "supervisord.conf.tera",
+        include_str!("../templates/supervisord.conf.tera"),
+    ),
+    (
+        "supervisor-program.conf.tera",
+        include_str!("../templates/supervisor-program.conf.tera"),
+    ),
 ];
 
 /// A template's text and the file it came from (for error positions).
@@ -36,7 +63,9 @@ pub struct Templates {
 impl Templates {
     /// `overrides`: template name -> source from the plan repo's `templates/`. Templates there
     /// that are not built in are available too (for `[[file]] template = ...`).
-    pub fn load(overrides: &BTreeMap<String, TemplateSource>) -> Result<Templates, Vec<Diagnostic>> {
+    pub fn load(
+        overrides: &BTreeMap<String, TemplateSource>,
+    ) -> Result<Templates, Vec<Diagnostic>> {
         let mut sources: BTreeMap<String, TemplateSource> = EMBEDDED
             .iter()
             .map(|(name, text)| {
@@ -100,7 +129,9 @@ pub fn render_str(text: &str, context: &Context) -> Result<String, String> {
 
 fn error_message(e: &tera::Error) -> String {
     let mut msg = match e.kind() {
-        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => r.message().to_string(),
+        tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
+            r.message().to_string()
+        }
         _ => e.to_string(),
     };
     let mut source = std::error::Error::source(e);
@@ -115,16 +146,29 @@ fn template_diagnostic(name: &str, src: &TemplateSource, e: &tera::Error) -> Dia
     let span = match e.kind() {
         tera::ErrorKind::SyntaxError(r) | tera::ErrorKind::RenderingError(r) => {
             let s = r.span();
-            offset_of(&src.text, s.start_line, s.start_col)..offset_of(&src.text, s.end_line, s.end_col)
+            offset_of(&src.text, s.start_line, s.start_col)
+                ..offset_of(&src.text, s.end_line, s.end_col)
         }
         _ => 0..0,
     };
-    Diagnostic::new(&src.file, span, format!("template `{name}`: {}", error_message(e)))
+    Diagnostic::new(
+        &src.file,
+        span,
+        format!("template `{name}`: {}", error_message(e)),
+    )
 }
 
 /// Byte offset of a 1-based line and 0-based column (Tera's convention).
 fn offset_of(text: &str, line: usize, col: usize) -> usize {
-    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     let line_text = text[start..].lines().next().unwrap_or("");
-    start + line_text.char_indices().nth(col).map_or(line_text.len(), |(i, _)| i)
+    start
+        + line_text
+            .char_indices()
+            .nth(col)
+            .map_or(line_text.len(), |(i, _)| i)
 }

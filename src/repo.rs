@@ -30,9 +30,15 @@ impl WorkTree {
     /// `plans/` directory, else the plan's own directory. Returns the repo and the plan's path
     /// inside it.
     pub fn for_plan(plan: &Path) -> (WorkTree, String) {
-        let dir = plan.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = plan
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let git_root = abs.ancestors().find(|a| a.join(".git").exists()).map(Path::to_path_buf);
+        let git_root = abs
+            .ancestors()
+            .find(|a| a.join(".git").exists())
+            .map(Path::to_path_buf);
         let root = git_root.unwrap_or_else(|| {
             if abs.file_name().is_some_and(|n| n == "plans") {
                 abs.parent().unwrap_or(&abs).to_path_buf()
@@ -40,15 +46,24 @@ impl WorkTree {
                 abs.clone()
             }
         });
-        let file_name = plan.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let inside = abs.strip_prefix(&root).unwrap_or(Path::new("")).join(file_name);
+        let file_name = plan
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let inside = abs
+            .strip_prefix(&root)
+            .unwrap_or(Path::new(""))
+            .join(file_name);
         // Show paths the way the operator named the plan: `plans/phase2.toml` stays that.
         let shown_root = plan
             .to_string_lossy()
             .strip_suffix(&*inside.to_string_lossy())
             .map(str::to_string)
             .unwrap_or_else(|| format!("{}/", root.display()));
-        (WorkTree { root, shown_root }, inside.to_string_lossy().into_owned())
+        (
+            WorkTree { root, shown_root },
+            inside.to_string_lossy().into_owned(),
+        )
     }
 
     pub fn root(&self) -> &Path {

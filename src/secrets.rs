@@ -30,7 +30,11 @@ pub fn resolve(
 ) -> BTreeMap<String, String> {
     names
         .iter()
-        .filter_map(|n| env(n).or_else(|| file.get(n).cloned()).map(|v| (n.clone(), v)))
+        .filter_map(|n| {
+            env(n)
+                .or_else(|| file.get(n).cloned())
+                .map(|v| (n.clone(), v))
+        })
         .collect()
 }
 
@@ -40,7 +44,8 @@ pub fn mask(text: &str, secret_keys: &[String], values: &BTreeMap<String, String
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
         let masked_key = secret_keys.iter().find(|k| {
-            line.strip_prefix(k.as_str()).is_some_and(|rest| rest.starts_with('='))
+            line.strip_prefix(k.as_str())
+                .is_some_and(|rest| rest.starts_with('='))
         });
         match masked_key {
             Some(k) => {

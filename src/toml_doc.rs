@@ -18,8 +18,11 @@ pub struct Document<'i> {
 impl<'i> Document<'i> {
     pub fn parse(file: &str, text: &'i str) -> Self {
         let (root, errors) = DeTable::parse_recoverable(text);
+        // After the first syntax error the parser's recovery guesses; later errors are mostly
+        // echoes of the first, so only it is reported.
         let diagnostics = errors
             .iter()
+            .take(1)
             .map(|e| to_diagnostic(file, e, 0..0))
             .collect::<Vec<_>>();
         let entries = root

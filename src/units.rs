@@ -26,7 +26,10 @@ impl Dur {
 
     pub fn from_millis(ms: u64) -> Self {
         let value = Duration::from_millis(ms);
-        let mut d = Dur { text: String::new(), value };
+        let mut d = Dur {
+            text: String::new(),
+            value,
+        };
         d.text = d.compact();
         d
     }
@@ -84,8 +87,14 @@ pub struct Size(pub u64);
 
 impl Size {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let err = || format!("invalid size `{text}`, expected a number and a unit such as `512KB`, `10MB` or `1GB`");
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let err = || {
+            format!(
+                "invalid size `{text}`, expected a number and a unit such as `512KB`, `10MB` or `1GB`"
+            )
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (digits, unit) = text.split_at(split);
         let n: u64 = digits.parse().map_err(|_| err())?;
         let factor = match unit.trim() {

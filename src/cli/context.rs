@@ -22,7 +22,9 @@ impl Context {
         let color = match g.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         };
         Context {
             output: g.output,
@@ -44,19 +46,29 @@ impl Context {
             None => None,
         };
         let env = |name: &str| std::env::var(name).ok();
-        let req = Request { plan_path: &plan_path, inventory, secrets_file, env: &env };
+        let req = Request {
+            plan_path: &plan_path,
+            inventory,
+            secrets_file,
+            env: &env,
+        };
         Ok(load::load(&repo, &req)?)
     }
 }
 
 fn read_named(path: &Path) -> anyhow::Result<NamedText> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(NamedText { name: path.display().to_string(), text })
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(NamedText {
+        name: path.display().to_string(),
+        text,
+    })
 }
 
 /// Secrets kept in the plan repo end up in git history: refuse before reading them.
 fn refuse_inside_repo(secrets: &Path, repo_root: &Path) -> anyhow::Result<()> {
-    let abs = std::fs::canonicalize(secrets).with_context(|| format!("cannot read secrets file {}", secrets.display()))?;
+    let abs = std::fs::canonicalize(secrets)
+        .with_context(|| format!("cannot read secrets file {}", secrets.display()))?;
     if abs.starts_with(repo_root) && repo_root.join(".git").exists() {
         anyhow::bail!(
             "secrets file {} is inside the plan repo {}; move it outside git (e.g. /etc/wavectl/secrets.toml)",

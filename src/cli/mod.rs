@@ -16,7 +16,11 @@ use crate::exit::Exit;
 pub use context::Context;
 
 #[derive(Debug, Parser)]
-#[command(name = "wavectl", version, about = "Roll out and roll back an observability and messaging stack in validated waves")]
+#[command(
+    name = "wavectl",
+    version,
+    about = "Roll out and roll back an observability and messaging stack in validated waves"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -100,7 +104,11 @@ fn report(e: &anyhow::Error) {
     if let Some(invalid) = e.downcast_ref::<crate::load::Invalid>() {
         let _ = write!(err, "{invalid}");
         let n = invalid.diagnostics.len();
-        let _ = writeln!(err, "error: {n} problem{} found", if n == 1 { "" } else { "s" });
+        let _ = writeln!(
+            err,
+            "error: {n} problem{} found",
+            if n == 1 { "" } else { "s" }
+        );
         return;
     }
     let _ = writeln!(err, "error: {e}");

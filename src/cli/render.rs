@@ -12,13 +12,20 @@ use crate::secrets::mask;
 
 pub fn run(ctx: &Context, plan: &Path, only: Option<&str>) -> anyhow::Result<Exit> {
     let loaded = ctx.load(plan)?;
-    if let Some(h) = only {
-        if !loaded.desired.hosts.contains_key(h) {
-            let known: Vec<&str> = loaded.desired.hosts.keys().map(String::as_str).collect();
-            bail!("the plan puts nothing on host `{h}`; hosts with resources: {}", known.join(", "));
-        }
+    if let Some(h) = only
+        && !loaded.desired.hosts.contains_key(h)
+    {
+        let known: Vec<&str> = loaded.desired.hosts.keys().map(String::as_str).collect();
+        bail!(
+            "the plan puts nothing on host `{h}`; hosts with resources: {}",
+            known.join(", ")
+        );
     }
-    let hosts = loaded.desired.hosts.iter().filter(|(name, _)| only.is_none_or(|h| h == name.as_str()));
+    let hosts = loaded
+        .desired
+        .hosts
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|h| h == name.as_str()));
     let mut out = anstream::stdout().lock();
     let mut docs = Vec::new();
     for (name, host) in hosts {

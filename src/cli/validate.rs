@@ -22,7 +22,8 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
         Err(e) => return Err(e),
     };
     let d = &loaded.desired;
-    let count = |f: fn(&crate::primitive::HostDesired) -> usize| d.hosts.values().map(f).sum::<usize>();
+    let count =
+        |f: fn(&crate::primitive::HostDesired) -> usize| d.hosts.values().map(f).sum::<usize>();
     let summary = json!({
         "ok": true,
         "plan": d.plan,

@@ -20,7 +20,13 @@ pub struct Palette {
 impl Palette {
     pub fn plain() -> Self {
         let s = Style::new();
-        Palette { create: s, update: s, remove: s, heading: s, problem: s }
+        Palette {
+            create: s,
+            update: s,
+            remove: s,
+            heading: s,
+            problem: s,
+        }
     }
 
     pub fn colored() -> Self {
@@ -44,12 +50,29 @@ impl fmt::Display for HumanDiff<'_> {
         let p = self.palette;
         for host in &self.changes.hosts {
             if host.is_empty() {
-                writeln!(f, "{}{}{}: in sync", p.heading.render(), host.host, p.heading.render_reset())?;
+                writeln!(
+                    f,
+                    "{}{}{}: in sync",
+                    p.heading.render(),
+                    host.host,
+                    p.heading.render_reset()
+                )?;
                 continue;
             }
-            writeln!(f, "{}{}{}", p.heading.render(), host.host, p.heading.render_reset())?;
+            writeln!(
+                f,
+                "{}{}{}",
+                p.heading.render(),
+                host.host,
+                p.heading.render_reset()
+            )?;
             for problem in &host.problems {
-                writeln!(f, "  {}problem:{} {problem}", p.problem.render(), p.problem.render_reset())?;
+                writeln!(
+                    f,
+                    "  {}problem:{} {problem}",
+                    p.problem.render(),
+                    p.problem.render_reset()
+                )?;
             }
             for wave in &host.waves {
                 writeln!(f, "  wave {}", wave.wave)?;
@@ -75,17 +98,32 @@ impl fmt::Display for HumanDiff<'_> {
         if self.changes.is_empty() {
             writeln!(f, "in sync: nothing to do")
         } else {
-            writeln!(f, "{create} to create, {update} to change, {remove} to remove")
+            writeln!(
+                f,
+                "{create} to create, {update} to change, {remove} to remove"
+            )
         }
     }
 }
 
 fn sign(c: &Change) -> char {
     match c {
-        Change::File { action: FileAction::Create, .. }
-        | Change::Process { action: ProcessAction::Start, .. }
-        | Change::Migration { action: MigrationAction::Apply, .. }
-        | Change::Stream { action: StreamAction::Create, .. } => '+',
+        Change::File {
+            action: FileAction::Create,
+            ..
+        }
+        | Change::Process {
+            action: ProcessAction::Start,
+            ..
+        }
+        | Change::Migration {
+            action: MigrationAction::Apply,
+            ..
+        }
+        | Change::Stream {
+            action: StreamAction::Create,
+            ..
+        } => '+',
         c if c.is_destructive() => '-',
         _ => '~',
     }
@@ -99,19 +137,37 @@ fn line(f: &mut fmt::Formatter<'_>, c: &Change, p: Palette) -> fmt::Result {
         _ => p.update,
     };
     let text = match c {
-        Change::File { path, action, mode, mode_before, .. } => {
+        Change::File {
+            path,
+            action,
+            mode,
+            mode_before,
+            ..
+        } => {
             let what = match action {
                 FileAction::Create => format!("create (mode {:04o})", mode.unwrap_or(0)),
                 FileAction::Update if mode_before != mode => {
-                    format!("update (mode {:04o} -> {:04o})", mode_before.unwrap_or(0), mode.unwrap_or(0))
+                    format!(
+                        "update (mode {:04o} -> {:04o})",
+                        mode_before.unwrap_or(0),
+                        mode.unwrap_or(0)
+                    )
                 }
                 FileAction::Update => "update".to_string(),
-                FileAction::Chmod => format!("mode {:04o} -> {:04o}", mode_before.unwrap_or(0), mode.unwrap_or(0)),
+                FileAction::Chmod => format!(
+                    "mode {:04o} -> {:04o}",
+                    mode_before.unwrap_or(0),
+                    mode.unwrap_or(0)
+                ),
                 FileAction::Delete => "delete".to_string(),
             };
             format!("file {path}: {what}")
         }
-        Change::Process { name, action, reason } => {
+        Change::Process {
+            name,
+            action,
+            reason,
+        } => {
             let what = match action {
                 ProcessAction::Start => "start",
                 ProcessAction::Restart => "restart",
@@ -119,26 +175,44 @@ fn line(f: &mut fmt::Formatter<'_>, c: &Change, p: Palette) -> fmt::Result {
             };
             format!("process {name}: {what} ({reason})")
         }
-        Change::Migration { database, id, name, action } => {
+        Change::Migration {
+            database,
+            id,
+            name,
+            action,
+        } => {
             let what = match action {
                 MigrationAction::Apply => "apply",
                 MigrationAction::Revert => "revert (down SQL recorded in the database)",
             };
             format!("migration {database} {id:04}_{name}: {what}")
         }
-        Change::Stream { server, name, action, fields } => {
+        Change::Stream {
+            server,
+            name,
+            action,
+            fields,
+        } => {
             let what = match action {
                 StreamAction::Create => "create".to_string(),
                 StreamAction::Delete => "delete (its messages are lost)".to_string(),
                 StreamAction::Update => {
-                    let list: Vec<String> = fields.iter().map(|x| format!("{} {} -> {}", x.field, x.before, x.after)).collect();
+                    let list: Vec<String> = fields
+                        .iter()
+                        .map(|x| format!("{} {} -> {}", x.field, x.before, x.after))
+                        .collect();
                     format!("update {}", list.join(", "))
                 }
             };
             format!("stream {name} on {server}: {what}")
         }
     };
-    writeln!(f, "    {}{s} {text}{}", style.render(), style.render_reset())?;
+    writeln!(
+        f,
+        "    {}{s} {text}{}",
+        style.render(),
+        style.render_reset()
+    )?;
     if let Change::File { diff: Some(d), .. } = c {
         let mut body = String::new();
         for l in d.lines() {

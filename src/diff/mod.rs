@@ -134,7 +134,9 @@ impl ChangeSet {
     }
 
     pub fn changes(&self) -> impl Iterator<Item = &Change> {
-        self.hosts.iter().flat_map(|h| h.waves.iter().flat_map(|w| &w.changes).chain(&h.removals))
+        self.hosts
+            .iter()
+            .flat_map(|h| h.waves.iter().flat_map(|w| &w.changes).chain(&h.removals))
     }
 }
 
@@ -146,20 +148,43 @@ impl HostChanges {
 
 /// Compares every host of the plan with what it reported (`observed` lacks hosts that were
 /// never set up: they count as empty). `secrets` are masked out of every shown content.
-pub fn diff(desired: &Desired, observed: &BTreeMap<String, HostObserved>, secrets: &BTreeMap<String, String>) -> ChangeSet {
+pub fn diff(
+    desired: &Desired,
+    observed: &BTreeMap<String, HostObserved>,
+    secrets: &BTreeMap<String, String>,
+) -> ChangeSet {
     let empty = HostObserved::default();
     let hosts = desired
         .hosts
         .iter()
         .map(|(name, want)| {
             let have = observed.get(name).unwrap_or(&empty);
-            diff_host(name, want, have, &desired.waves.iter().map(|w| w.name.clone()).collect::<Vec<_>>(), secrets)
+            diff_host(
+                name,
+                want,
+                have,
+                &desired
+                    .waves
+                    .iter()
+                    .map(|w| w.name.clone())
+                    .collect::<Vec<_>>(),
+                secrets,
+            )
         })
         .collect();
-    ChangeSet { schema: SCHEMA, hosts }
+    ChangeSet {
+        schema: SCHEMA,
+        hosts,
+    }
 }
 
-fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, waves: &[String], secrets: &BTreeMap<String, String>) -> HostChanges {
+fn diff_host(
+    name: &str,
+    want: &HostDesired,
+    have: &HostObserved,
+    waves: &[String],
+    secrets: &BTreeMap<String, String>,
+) -> HostChanges {
     let mut by_wave: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
     let mut problems = Vec::new();
 
@@ -179,54 +204,85 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, waves: &[Strin
                         unified(&f.path, &before, &after)
                     }
                 });
-                Some((FileAction::Update, Some(o.mode), Some(o.sha256.clone()), diff))
+                Some((
+                    FileAction::Update,
+                    Some(o.mode),
+                    Some(o.sha256.clone()),
+                    diff,
+                ))
             }
-            Some(o) if o.mode != f.mode => Some((FileAction::Chmod, Some(o.mode), Some(o.sha256.clone()), None)),
+            Some(o) if o.mode != f.mode => Some((
+                FileAction::Chmod,
+                Some(o.mode),
+                Some(o.sha256.clone()),
+                None,
+            )),
             Some(_) => None,
         };
         if let Some((action, mode_before, sha_before, diff)) = change {
             changed_files.push(f.path.as_str());
-            by_wave.entry(&f.origin.wave).or_default().push(Change::File {
-                path: f.path.clone(),
-                action,
-                mode: Some(f.mode),
-                mode_before,
-                sha256: Some(sha),
-                sha256_before: sha_before,
-                diff,
-            });
+            by_wave
+                .entry(&f.origin.wave)
+                .or_default()
+                .push(Change::File {
+                    path: f.path.clone(),
+                    action,
+                    mode: Some(f.mode),
+                    mode_before,
+                    sha256: Some(sha),
+                    sha256_before: sha_before,
+                    diff,
+                });
         }
     }
 
     // Migrations before the processes that use the schema.
     for db in &want.databases {
-        let applied = have.databases.get(&db.name).map(Vec::as_slice).unwrap_or_default();
+        let applied = have
+            .databases
+            .get(&db.name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let max_applied = applied.iter().map(|a| a.id).max().unwrap_or(0);
         for a in applied {
-            if let Some(m) = db.migrations.iter().find(|m| m.id == a.id) {
-                if m.checksum != a.checksum {
-                    problems.push(format!(
+            if let Some(m) = db.migrations.iter().find(|m| m.id == a.id)
+                && m.checksum != a.checksum
+            {
+                problems.push(format!(
                         "database {}: applied migration {:04}_{} has changed since it ran (checksum drift); restore its file or accept the edit with `wavectl migrations accept {}`",
                         db.name, m.id, m.name, m.id
                     ));
-                }
             }
         }
         let mut reverts: Vec<Change> = applied
             .iter()
             .filter(|a| !db.migrations.iter().any(|m| m.id == a.id))
-            .map(|a| Change::Migration { database: db.name.clone(), id: a.id, name: a.name.clone(), action: MigrationAction::Revert })
+            .map(|a| Change::Migration {
+                database: db.name.clone(),
+                id: a.id,
+                name: a.name.clone(),
+                action: MigrationAction::Revert,
+            })
             .collect();
         reverts.reverse();
         let mut changes = reverts;
-        for m in db.migrations.iter().filter(|m| !applied.iter().any(|a| a.id == m.id)) {
+        for m in db
+            .migrations
+            .iter()
+            .filter(|m| !applied.iter().any(|a| a.id == m.id))
+        {
             if m.id < max_applied {
                 problems.push(format!(
                     "database {}: migration {:04}_{} is new but numbered below the applied {:04}; expected new migrations after the last applied one",
                     db.name, m.id, m.name, max_applied
                 ));
             }
-            changes.push(Change::Migration { database: db.name.clone(), id: m.id, name: m.name.clone(), action: MigrationAction::Apply });
+            changes.push(Change::Migration {
+                database: db.name.clone(),
+                id: m.id,
+                name: m.name.clone(),
+                action: MigrationAction::Apply,
+            });
         }
         if !changes.is_empty() {
             by_wave.entry(&db.origin.wave).or_default().extend(changes);
@@ -237,15 +293,33 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, waves: &[Strin
         let reason = match have.processes.get(&p.name) {
             None => Some((ProcessAction::Start, "new".to_string())),
             Some(o) if o.spec_hash.as_deref() != Some(p.spec_hash().as_str()) => {
-                let files: Vec<&str> = p.config_hashes.keys().map(String::as_str).filter(|f| changed_files.contains(f)).collect();
-                let why = if files.is_empty() { "spec changed".to_string() } else { format!("{} changed", files.join(", ")) };
+                let files: Vec<&str> = p
+                    .config_hashes
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|f| changed_files.contains(f))
+                    .collect();
+                let why = if files.is_empty() {
+                    "spec changed".to_string()
+                } else {
+                    format!("{} changed", files.join(", "))
+                };
                 Some((ProcessAction::Restart, why))
             }
-            Some(o) if !o.state.is_up() => Some((ProcessAction::Start, format!("was {}", o.state.name()))),
+            Some(o) if !o.state.is_up() => {
+                Some((ProcessAction::Start, format!("was {}", o.state.name())))
+            }
             Some(_) => None,
         };
         if let Some((action, reason)) = reason {
-            by_wave.entry(&p.origin.wave).or_default().push(Change::Process { name: p.name.clone(), action, reason });
+            by_wave
+                .entry(&p.origin.wave)
+                .or_default()
+                .push(Change::Process {
+                    name: p.name.clone(),
+                    action,
+                    reason,
+                });
         }
     }
 
@@ -259,7 +333,15 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, waves: &[Strin
             }
         };
         if let Some((action, fields)) = change {
-            by_wave.entry(&s.origin.wave).or_default().push(Change::Stream { server: s.server.clone(), name: s.config.name.clone(), action, fields });
+            by_wave
+                .entry(&s.origin.wave)
+                .or_default()
+                .push(Change::Stream {
+                    server: s.server.clone(),
+                    name: s.config.name.clone(),
+                    action,
+                    fields,
+                });
         }
     }
 
@@ -267,7 +349,12 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, waves: &[Strin
         host: name.to_string(),
         waves: waves
             .iter()
-            .filter_map(|w| by_wave.remove(w.as_str()).map(|changes| WaveChanges { wave: w.clone(), changes }))
+            .filter_map(|w| {
+                by_wave.remove(w.as_str()).map(|changes| WaveChanges {
+                    wave: w.clone(),
+                    changes,
+                })
+            })
             .collect(),
         removals: removals(want, have),
         problems,
@@ -277,20 +364,50 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, waves: &[Strin
 /// Undo order for what left the plan: stop processes, delete streams, then files.
 fn removals(want: &HostDesired, have: &HostObserved) -> Vec<Change> {
     let mut out = Vec::new();
-    for name in have.processes.keys().filter(|n| !want.processes.iter().any(|p| &p.name == *n)) {
-        out.push(Change::Process { name: name.clone(), action: ProcessAction::StopAndRemove, reason: "not in the plan".into() });
+    for name in have
+        .processes
+        .keys()
+        .filter(|n| !want.processes.iter().any(|p| &p.name == *n))
+    {
+        out.push(Change::Process {
+            name: name.clone(),
+            action: ProcessAction::StopAndRemove,
+            reason: "not in the plan".into(),
+        });
     }
-    for (name, o) in have.streams.iter().filter(|(n, _)| !want.streams.iter().any(|s| &s.config.name == *n)) {
-        out.push(Change::Stream { server: o.server.clone(), name: name.clone(), action: StreamAction::Delete, fields: Vec::new() });
+    for (name, o) in have
+        .streams
+        .iter()
+        .filter(|(n, _)| !want.streams.iter().any(|s| &s.config.name == *n))
+    {
+        out.push(Change::Stream {
+            server: o.server.clone(),
+            name: name.clone(),
+            action: StreamAction::Delete,
+            fields: Vec::new(),
+        });
     }
-    for db in have.databases.keys().filter(|d| !want.databases.iter().any(|x| &x.name == *d)) {
+    for db in have
+        .databases
+        .keys()
+        .filter(|d| !want.databases.iter().any(|x| &x.name == *d))
+    {
         let mut applied = have.databases[db].clone();
         applied.sort_by_key(|a| std::cmp::Reverse(a.id));
         for a in applied {
-            out.push(Change::Migration { database: db.clone(), id: a.id, name: a.name, action: MigrationAction::Revert });
+            out.push(Change::Migration {
+                database: db.clone(),
+                id: a.id,
+                name: a.name,
+                action: MigrationAction::Revert,
+            });
         }
     }
-    for (path, o) in have.files.iter().filter(|(p, _)| !want.files.iter().any(|f| &f.path == *p)) {
+    for (path, o) in have
+        .files
+        .iter()
+        .filter(|(p, _)| !want.files.iter().any(|f| &f.path == *p))
+    {
         out.push(Change::File {
             path: path.clone(),
             action: FileAction::Delete,
@@ -308,23 +425,61 @@ fn stream_fields(have: &StreamConfig, want: &StreamConfig) -> Vec<FieldChange> {
     let mut out = Vec::new();
     let mut cmp = |field: &str, before: String, after: String| {
         if before != after {
-            out.push(FieldChange { field: field.into(), before, after });
+            out.push(FieldChange {
+                field: field.into(),
+                before,
+                after,
+            });
         }
     };
-    let ms = |v: u64| if v == 0 { "unlimited".to_string() } else { crate::units::Dur::from_millis(v).compact() };
+    let ms = |v: u64| {
+        if v == 0 {
+            "unlimited".to_string()
+        } else {
+            crate::units::Dur::from_millis(v).compact()
+        }
+    };
     cmp("subjects", have.subjects.join(","), want.subjects.join(","));
-    cmp("storage", format!("{:?}", have.storage).to_lowercase(), format!("{:?}", want.storage).to_lowercase());
-    cmp("retention", format!("{:?}", have.retention).to_lowercase(), format!("{:?}", want.retention).to_lowercase());
+    cmp(
+        "storage",
+        format!("{:?}", have.storage).to_lowercase(),
+        format!("{:?}", want.storage).to_lowercase(),
+    );
+    cmp(
+        "retention",
+        format!("{:?}", have.retention).to_lowercase(),
+        format!("{:?}", want.retention).to_lowercase(),
+    );
     cmp("max_age", ms(have.max_age_ms), ms(want.max_age_ms));
-    cmp("max_bytes", have.max_bytes.to_string(), want.max_bytes.to_string());
-    cmp("max_msgs", have.max_msgs.to_string(), want.max_msgs.to_string());
-    cmp("replicas", have.replicas.to_string(), want.replicas.to_string());
-    cmp("duplicate_window", ms(have.duplicate_window_ms), ms(want.duplicate_window_ms));
+    cmp(
+        "max_bytes",
+        have.max_bytes.to_string(),
+        want.max_bytes.to_string(),
+    );
+    cmp(
+        "max_msgs",
+        have.max_msgs.to_string(),
+        want.max_msgs.to_string(),
+    );
+    cmp(
+        "replicas",
+        have.replicas.to_string(),
+        want.replicas.to_string(),
+    );
+    cmp(
+        "duplicate_window",
+        ms(have.duplicate_window_ms),
+        ms(want.duplicate_window_ms),
+    );
     let sources = |c: &StreamConfig| {
-        let mut s: Vec<String> = c.sources.iter().map(|s| match &s.external_api {
-            Some(api) => format!("{} ({api})", s.name),
-            None => s.name.clone(),
-        }).collect();
+        let mut s: Vec<String> = c
+            .sources
+            .iter()
+            .map(|s| match &s.external_api {
+                Some(api) => format!("{} ({api})", s.name),
+                None => s.name.clone(),
+            })
+            .collect();
         s.sort();
         s.join(",")
     };

@@ -66,7 +66,10 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
     let wave_order = if plan.waves.is_empty() {
         vec![IMPLICIT_WAVE.to_string()]
     } else {
-        order.iter().map(|&w| plan.waves[w].name.get_ref().clone()).collect()
+        order
+            .iter()
+            .map(|&w| plan.waves[w].name.get_ref().clone())
+            .collect()
     };
     let mut x = Expander {
         plan,
@@ -77,7 +80,11 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
         diags: Vec::new(),
     };
     for host in &inputs.inventory.hosts {
-        if plan.resources().iter().any(|r| r.host == *host.name.get_ref()) {
+        if plan
+            .resources()
+            .iter()
+            .any(|r| r.host == *host.name.get_ref())
+        {
             x.hosts.insert(
                 host.name.get_ref().clone(),
                 HostDesired {
@@ -124,7 +131,12 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
 
 /// Primitives in wave order, stable within a wave (the order the plan named them).
 fn sort_by_wave(h: &mut HostDesired, order: &[String]) {
-    let rank = |o: &Origin| order.iter().position(|w| *w == o.wave).unwrap_or(usize::MAX);
+    let rank = |o: &Origin| {
+        order
+            .iter()
+            .position(|w| *w == o.wave)
+            .unwrap_or(usize::MAX)
+    };
     h.files.sort_by_key(|f| rank(&f.origin));
     h.processes.sort_by_key(|p| rank(&p.origin));
     h.databases.sort_by_key(|d| rank(&d.origin));
@@ -155,7 +167,11 @@ impl<'a> Expander<'a> {
             name: name.to_string(),
         };
         Origin {
-            wave: self.waves.get(&id).cloned().unwrap_or_else(|| IMPLICIT_WAVE.into()),
+            wave: self
+                .waves
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| IMPLICIT_WAVE.into()),
             resource: id.to_string(),
         }
     }
@@ -184,17 +200,35 @@ impl<'a> Expander<'a> {
     }
 
     /// Renders one plan string (a command argument, an env value) as a template.
-    fn render_field(&mut self, text: &str, ctx: &Context, span: std::ops::Range<usize>, what: &str) -> String {
+    fn render_field(
+        &mut self,
+        text: &str,
+        ctx: &Context,
+        span: std::ops::Range<usize>,
+        what: &str,
+    ) -> String {
         match crate::render::render_str(text, ctx) {
             Ok(s) => s,
             Err(e) => {
-                self.diags.push(Diagnostic::new(self.inputs.file, span, format!("{what}: {e}")));
+                self.diags.push(Diagnostic::new(
+                    self.inputs.file,
+                    span,
+                    format!("{what}: {e}"),
+                ));
                 text.to_string()
             }
         }
     }
 
-    fn add_file(&mut self, host: &str, path: String, content: String, mode: u32, secret_keys: Vec<String>, origin: Origin) -> String {
+    fn add_file(
+        &mut self,
+        host: &str,
+        path: String,
+        content: String,
+        mode: u32,
+        secret_keys: Vec<String>,
+        origin: Origin,
+    ) -> String {
         let f = FileSpec {
             path: path.clone(),
             content,
@@ -221,7 +255,13 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn service_process(&self, name: &str, command: Vec<String>, config: BTreeMap<String, String>, origin: Origin) -> ProcessSpec {
+    fn service_process(
+        &self,
+        name: &str,
+        command: Vec<String>,
+        config: BTreeMap<String, String>,
+        origin: Origin,
+    ) -> ProcessSpec {
         ProcessSpec {
             name: name.to_string(),
             command,
@@ -255,7 +295,9 @@ impl<'a> Expander<'a> {
     }
 
     fn hub(&mut self, hub: &Hub) {
-        let Some(host) = self.host(hub.host.get_ref()) else { return };
+        let Some(host) = self.host(hub.host.get_ref()) else {
+            return;
+        };
         let name = hub.name.get_ref();
         let origin = self.origin(Kind::Hub, name);
         let plan = self.plan;
@@ -273,18 +315,22 @@ impl<'a> Expander<'a> {
             .map(|g| g.name.get_ref().as_str())
             .collect();
         for b in &plan.batches {
-            let names_me = b.primary_hub.get_ref() == name || b.fallback_hub.as_ref().is_some_and(|f| f.get_ref() == name);
-            if names_me {
-                if let Some(g) = self.batch_pushgateway(b) {
-                    if !gateways.contains(&g) {
-                        gateways.push(g);
-                    }
-                }
+            let names_me = b.primary_hub.get_ref() == name
+                || b.fallback_hub.as_ref().is_some_and(|f| f.get_ref() == name);
+            if names_me
+                && let Some(g) = self.batch_pushgateway(b)
+                && !gateways.contains(&g)
+            {
+                gateways.push(g);
             }
         }
         for g in gateways {
-            let Some(gw) = plan.pushgateways.iter().find(|x| x.name.get_ref() == g) else { continue };
-            let Some(gw_host) = self.host(gw.host.get_ref()) else { continue };
+            let Some(gw) = plan.pushgateways.iter().find(|x| x.name.get_ref() == g) else {
+                continue;
+            };
+            let Some(gw_host) = self.host(gw.host.get_ref()) else {
+                continue;
+            };
             scrape.push(json!({
                 "name": format!("pushgateway-{g}"),
                 "honor_labels": true,
@@ -303,7 +349,8 @@ impl<'a> Expander<'a> {
             .collect();
         let rules_path = format!("files/prometheus/{name}.rules.yml");
         let mut ctx = self.context(host);
-        let rules_file = (!hub.alert_rules.is_empty()).then(|| format!("{}/{rules_path}", host.root));
+        let rules_file =
+            (!hub.alert_rules.is_empty()).then(|| format!("{}/{rules_path}", host.root));
         ctx.insert(
             "hub",
             &json!({ "name": name, "scrape_interval": hub.scrape_interval.compact(), "rules_file": rules_file }),
@@ -313,7 +360,14 @@ impl<'a> Expander<'a> {
         let config_path = format!("files/prometheus/{name}.yml");
         let mut config = BTreeMap::new();
         if let Some(text) = self.render("prometheus.yml.tera", &ctx) {
-            let sha = self.add_file(hub.host.get_ref(), config_path.clone(), text, 0o644, vec![], origin.clone());
+            let sha = self.add_file(
+                hub.host.get_ref(),
+                config_path.clone(),
+                text,
+                0o644,
+                vec![],
+                origin.clone(),
+            );
             config.insert(config_path.clone(), sha);
         }
         if !hub.alert_rules.is_empty() {
@@ -324,11 +378,21 @@ impl<'a> Expander<'a> {
                 .collect();
             ctx.insert("rules", &rules);
             if let Some(text) = self.render("prometheus-rules.yml.tera", &ctx) {
-                let sha = self.add_file(hub.host.get_ref(), rules_path.clone(), text, 0o644, vec![], origin.clone());
+                let sha = self.add_file(
+                    hub.host.get_ref(),
+                    rules_path.clone(),
+                    text,
+                    0o644,
+                    vec![],
+                    origin.clone(),
+                );
                 config.insert(rules_path, sha);
             }
         }
-        let receiver = plan.hubs.iter().any(|h| h.remote_write.iter().any(|t| t.get_ref() == name));
+        let receiver = plan
+            .hubs
+            .iter()
+            .any(|h| h.remote_write.iter().any(|t| t.get_ref() == name));
         let mut command = vec![
             "prometheus".to_string(),
             format!("--config.file={}/{config_path}", host.root),
@@ -341,42 +405,70 @@ impl<'a> Expander<'a> {
         }
         let p = self.service_process(name, command, config, origin);
         self.add_process(hub.host.get_ref(), p);
-        let check = Self::http_check(format!("hub {name} ready"), host, format!("{}/-/ready", url(host, *hub.port.get_ref())));
+        let check = Self::http_check(
+            format!("hub {name} ready"),
+            host,
+            format!("{}/-/ready", url(host, *hub.port.get_ref())),
+        );
         self.add_check(hub.host.get_ref(), check);
     }
 
     fn batch_pushgateway(&self, b: &'a Batch) -> Option<&'a str> {
         match &b.pushgateway {
             Some(n) => Some(n.get_ref()),
-            None => self.plan.pushgateways.iter().find(|g| g.host.get_ref() == b.host.get_ref()).map(|g| g.name.get_ref().as_str()),
+            None => self
+                .plan
+                .pushgateways
+                .iter()
+                .find(|g| g.host.get_ref() == b.host.get_ref())
+                .map(|g| g.name.get_ref().as_str()),
         }
     }
 
     fn batch_nats(&self, b: &'a Batch) -> Option<&'a NatsNode> {
         match &b.nats {
-            Some(n) => self.plan.nats.iter().find(|x| x.name.get_ref() == n.get_ref()),
-            None => self.plan.nats.iter().find(|x| x.host.get_ref() == b.host.get_ref()),
+            Some(n) => self
+                .plan
+                .nats
+                .iter()
+                .find(|x| x.name.get_ref() == n.get_ref()),
+            None => self
+                .plan
+                .nats
+                .iter()
+                .find(|x| x.host.get_ref() == b.host.get_ref()),
         }
     }
 
     fn pushgateway(&mut self, gw: &crate::plan::schema::Pushgateway) {
-        let Some(host) = self.host(gw.host.get_ref()) else { return };
+        let Some(host) = self.host(gw.host.get_ref()) else {
+            return;
+        };
         let name = gw.name.get_ref();
         let origin = self.origin(Kind::Pushgateway, name);
         let command = vec![
             "prometheus-pushgateway".to_string(),
             format!("--web.listen-address={}", listen(host, *gw.port.get_ref())),
-            format!("--persistence.file={}/data/pushgateway/{name}.db", host.root),
+            format!(
+                "--persistence.file={}/data/pushgateway/{name}.db",
+                host.root
+            ),
             "--persistence.interval=30s".to_string(),
         ];
         let p = self.service_process(name, command, BTreeMap::new(), origin);
         self.add_process(gw.host.get_ref(), p);
-        let check = Self::http_check(format!("pushgateway {name} ready"), host, format!("{}/-/ready", url(host, *gw.port.get_ref())));
+        let check = Self::http_check(
+            format!("pushgateway {name} ready"),
+            host,
+            format!("{}/-/ready", url(host, *gw.port.get_ref())),
+        );
         self.add_check(gw.host.get_ref(), check);
     }
 
     fn nats(&mut self, node: &NatsNode) {
-        let Some(host) = self.host(node.host.get_ref()) else { return };
+        let Some(host) = self.host(node.host.get_ref()) else {
+            return;
+        };
         let plan = self.plan;
         let name = node.name.get_ref();
         let origin = self.origin(Kind::Nats, name);
@@ -393,7 +485,15 @@ impl<'a> Expander<'a> {
             .leafnode_remotes
             .iter()
             .filter_map(|r| plan.nats.iter().find(|m| m.name.get_ref() == r.get_ref()))
-            .filter_map(|m| Some(format!("nats-leaf://{}", listen(self.host(m.host.get_ref())?, *m.leafnode_port.as_ref()?.get_ref()))))
+            .filter_map(|m| {
+                Some(format!(
+                    "nats-leaf://{}",
+                    listen(
+                        self.host(m.host.get_ref())?,
+                        *m.leafnode_port.as_ref()?.get_ref()
+                    )
+                ))
+            })
             .collect();
         let mut ctx = self.context(host);
         ctx.insert(
@@ -413,16 +513,30 @@ impl<'a> Expander<'a> {
         let path = format!("files/nats/{name}.conf");
         let mut config = BTreeMap::new();
         if let Some(text) = self.render("nats.conf.tera", &ctx) {
-            let sha = self.add_file(node.host.get_ref(), path.clone(), text, 0o644, vec![], origin.clone());
+            let sha = self.add_file(
+                node.host.get_ref(),
+                path.clone(),
+                text,
+                0o644,
+                vec![],
+                origin.clone(),
+            );
             config.insert(path.clone(), sha);
         }
-        let command = vec!["nats-server".to_string(), "-c".to_string(), format!("{}/{path}", host.root)];
+        let command = vec![
+            "nats-server".to_string(),
+            "-c".to_string(),
+            format!("{}/{path}", host.root),
+        ];
         let p = self.service_process(name, command, config, origin);
         self.add_process(node.host.get_ref(), p);
         let check = Self::http_check(
             format!("nats {name} healthy"),
             host,
-            format!("{}/healthz?js-enabled-only=true", url(host, *node.monitor_port.get_ref())),
+            format!(
+                "{}/healthz?js-enabled-only=true",
+                url(host, *node.monitor_port.get_ref())
+            ),
         );
         self.add_check(node.host.get_ref(), check);
     }
@@ -441,7 +555,10 @@ impl<'a> Expander<'a> {
             .sources
             .iter()
             .map(|src| {
-                let other = plan.streams.iter().find(|t| t.name.get_ref() == src.stream.get_ref());
+                let other = plan
+                    .streams
+                    .iter()
+                    .find(|t| t.name.get_ref() == src.stream.get_ref());
                 let other_domain = other.and_then(|o| domain_of(o.server.get_ref()));
                 let external_api = match other_domain {
                     Some(d) if Some(&d) != my_domain.as_ref() => Some(format!("$JS.{d}.API")),
@@ -453,7 +570,8 @@ impl<'a> Expander<'a> {
                 }
             })
             .collect();
-        let ms = |d: &Option<crate::units::Dur>| d.as_ref().map_or(0, |d| d.value().as_millis() as u64);
+        let ms =
+            |d: &Option<crate::units::Dur>| d.as_ref().map_or(0, |d| d.value().as_millis() as u64);
         StreamConfig {
             name: s.name.get_ref().clone(),
             subjects: s.subjects.iter().map(|x| x.get_ref().clone()).collect(),
@@ -463,13 +581,23 @@ impl<'a> Expander<'a> {
             max_bytes: s.max_bytes.unwrap_or(-1),
             max_msgs: s.max_msgs.unwrap_or(-1),
             replicas: *s.replicas.get_ref(),
-            duplicate_window_ms: s.duplicate_window.as_ref().map_or(120_000, |d| d.value().as_millis() as u64),
+            duplicate_window_ms: s
+                .duplicate_window
+                .as_ref()
+                .map_or(120_000, |d| d.value().as_millis() as u64),
             sources,
         }
     }
 
     fn stream(&mut self, s: &Stream) {
-        let Some(node) = self.plan.nats.iter().find(|n| n.name.get_ref() == s.server.get_ref()) else { return };
+        let Some(node) = self
+            .plan
+            .nats
+            .iter()
+            .find(|n| n.name.get_ref() == s.server.get_ref())
+        else {
+            return;
+        };
         let spec = crate::primitive::StreamSpec {
             server: node.name.get_ref().clone(),
             config: self.stream_config(s),
@@ -481,7 +609,9 @@ impl<'a> Expander<'a> {
     }
 
     fn batch(&mut self, b: &Batch) {
-        let Some(host) = self.host(b.host.get_ref()) else { return };
+        let Some(host) = self.host(b.host.get_ref()) else {
+            return;
+        };
         let plan = self.plan;
         let origin = self.origin(Kind::Batch, b.name.get_ref());
         let hub_url = |name: &str| -> String {
@@ -492,7 +622,11 @@ impl<'a> Expander<'a> {
                 .unwrap_or_default()
         };
         let primary = hub_url(b.primary_hub.get_ref());
-        let fallback = b.fallback_hub.as_ref().map(|f| hub_url(f.get_ref())).unwrap_or_default();
+        let fallback = b
+            .fallback_hub
+            .as_ref()
+            .map(|f| hub_url(f.get_ref()))
+            .unwrap_or_default();
         let gateway = self
             .batch_pushgateway(b)
             .and_then(|g| plan.pushgateways.iter().find(|x| x.name.get_ref() == g))
@@ -500,7 +634,12 @@ impl<'a> Expander<'a> {
             .unwrap_or_default();
         let nats = self
             .batch_nats(b)
-            .and_then(|n| Some(format!("nats://{}", listen(self.host(n.host.get_ref())?, *n.port.get_ref()))))
+            .and_then(|n| {
+                Some(format!(
+                    "nats://{}",
+                    listen(self.host(n.host.get_ref())?, *n.port.get_ref())
+                ))
+            })
             .unwrap_or_default();
         for agent in &b.agents {
             let name = agent.get_ref();
@@ -517,17 +656,34 @@ impl<'a> Expander<'a> {
             let env_path = format!("files/agents/{name}.env");
             let mut config = BTreeMap::new();
             if let Some(text) = self.render("agent.env.tera", &ctx) {
-                let sha = self.add_file(b.host.get_ref(), env_path.clone(), text, 0o644, vec![], origin.clone());
+                let sha = self.add_file(
+                    b.host.get_ref(),
+                    env_path.clone(),
+                    text,
+                    0o644,
+                    vec![],
+                    origin.clone(),
+                );
                 config.insert(env_path.clone(), sha);
             }
             let command = match &b.command {
                 Some(cmd) => cmd
                     .iter()
-                    .map(|arg| self.render_field(arg, &ctx, agent.span(), &format!("batch `{}` command", b.name.get_ref())))
+                    .map(|arg| {
+                        self.render_field(
+                            arg,
+                            &ctx,
+                            agent.span(),
+                            &format!("batch `{}` command", b.name.get_ref()),
+                        )
+                    })
                     .collect(),
                 None => {
                     config.insert(PATH_HEARTBEAT.to_string(), String::new());
-                    vec!["/bin/sh".to_string(), format!("{}/{PATH_HEARTBEAT}", host.root)]
+                    vec![
+                        "/bin/sh".to_string(),
+                        format!("{}/{PATH_HEARTBEAT}", host.root),
+                    ]
                 }
             };
             let mut p = self.service_process(&agent_program(name), command, config, origin.clone());
@@ -538,7 +694,9 @@ impl<'a> Expander<'a> {
     }
 
     fn process(&mut self, proc_: &Process) {
-        let Some(host) = self.host(proc_.host.get_ref()) else { return };
+        let Some(host) = self.host(proc_.host.get_ref()) else {
+            return;
+        };
         let name = proc_.name.get_ref();
         let origin = self.origin(Kind::Process, name);
         let ctx = self.context(host);
@@ -549,7 +707,10 @@ impl<'a> Expander<'a> {
             .iter()
             .map(|a| self.render_field(a, &ctx, proc_.command.span(), &format!("{what} command")))
             .collect();
-        let cwd = proc_.cwd.as_ref().map(|c| self.render_field(c, &ctx, proc_.name.span(), &format!("{what} cwd")));
+        let cwd = proc_
+            .cwd
+            .as_ref()
+            .map(|c| self.render_field(c, &ctx, proc_.name.span(), &format!("{what} cwd")));
         let mut env: Vec<serde_json::Value> = Vec::new();
         for (k, v) in &proc_.env {
             let v = self.render_field(v, &ctx, proc_.name.span(), &format!("{what} env {k}"));
@@ -565,12 +726,22 @@ impl<'a> Expander<'a> {
         let mut env_files: Vec<String> = proc_.env_files.clone();
         if !env.is_empty() {
             let mut ectx = ctx.clone();
-            ectx.insert("process", &json!({ "name": name, "has_secrets": !secret_keys.is_empty() }));
+            ectx.insert(
+                "process",
+                &json!({ "name": name, "has_secrets": !secret_keys.is_empty() }),
+            );
             ectx.insert("env", &env);
             let path = format!("files/env/{name}.env");
             let mode = if secret_keys.is_empty() { 0o644 } else { 0o600 };
             if let Some(text) = self.render("process.env.tera", &ectx) {
-                let sha = self.add_file(proc_.host.get_ref(), path.clone(), text, mode, secret_keys, origin.clone());
+                let sha = self.add_file(
+                    proc_.host.get_ref(),
+                    path.clone(),
+                    text,
+                    mode,
+                    secret_keys,
+                    origin.clone(),
+                );
                 config.insert(path.clone(), sha);
             }
             env_files.insert(0, path);
@@ -592,10 +763,10 @@ impl<'a> Expander<'a> {
             origin,
         };
         self.add_process(proc_.host.get_ref(), p);
-        if let Some(h) = &proc_.health {
-            if let Some(check) = self.check(&format!("process {name} health"), h.get_ref()) {
-                self.add_check(proc_.host.get_ref(), check);
-            }
+        if let Some(h) = &proc_.health
+            && let Some(check) = self.check(&format!("process {name} health"), h.get_ref())
+        {
+            self.add_check(proc_.host.get_ref(), check);
         }
     }
 
@@ -604,7 +775,9 @@ impl<'a> Expander<'a> {
             let dir = m.dir.get_ref();
             let parsed = match self.inputs.migration_files.get(dir) {
                 Some(Some(files)) => migrations::parse_dir(dir, files),
-                _ => Err(vec![format!("migration directory `{dir}` does not exist in the plan repo")]),
+                _ => Err(vec![format!(
+                    "migration directory `{dir}` does not exist in the plan repo"
+                )]),
             };
             match parsed {
                 Ok(list) => {
@@ -626,7 +799,8 @@ impl<'a> Expander<'a> {
                 }
                 Err(errors) => {
                     for e in errors {
-                        self.diags.push(Diagnostic::new(self.inputs.file, m.dir.span(), e));
+                        self.diags
+                            .push(Diagnostic::new(self.inputs.file, m.dir.span(), e));
                     }
                 }
             }
@@ -635,7 +809,9 @@ impl<'a> Expander<'a> {
 
     fn plan_files(&mut self) {
         for f in &self.plan.files {
-            let Some(host) = self.host(f.host.get_ref()) else { continue };
+            let Some(host) = self.host(f.host.get_ref()) else {
+                continue;
+            };
             let origin = self.origin(Kind::File, f.name.get_ref());
             let ctx = self.context(host);
             let content = match (&f.template, &f.content) {
@@ -655,7 +831,14 @@ impl<'a> Expander<'a> {
                 (None, None) => continue,
             };
             let mode = parse_mode(f.mode.get_ref()).unwrap_or(0o644);
-            self.add_file(f.host.get_ref(), format!("files/{}", f.path.get_ref()), content, mode, vec![], origin);
+            self.add_file(
+                f.host.get_ref(),
+                format!("files/{}", f.path.get_ref()),
+                content,
+                mode,
+                vec![],
+                origin,
+            );
         }
     }
 
@@ -664,12 +847,21 @@ impl<'a> Expander<'a> {
     fn host_files(&mut self) {
         let names: Vec<String> = self.hosts.keys().cloned().collect();
         for name in names {
-            let Some(host) = self.host(&name) else { continue };
-            let Some(h) = self.hosts.get(&name) else { continue };
+            let Some(host) = self.host(&name) else {
+                continue;
+            };
+            let Some(h) = self.hosts.get(&name) else {
+                continue;
+            };
             let first_wave = self
                 .wave_order
                 .iter()
-                .find(|w| h.files.iter().any(|f| f.origin.wave == **w) || h.processes.iter().any(|p| p.origin.wave == **w) || h.databases.iter().any(|d| d.origin.wave == **w) || h.streams.iter().any(|s| s.origin.wave == **w))
+                .find(|w| {
+                    h.files.iter().any(|f| f.origin.wave == **w)
+                        || h.processes.iter().any(|p| p.origin.wave == **w)
+                        || h.databases.iter().any(|d| d.origin.wave == **w)
+                        || h.streams.iter().any(|s| s.origin.wave == **w)
+                })
                 .cloned()
                 .unwrap_or_else(|| IMPLICIT_WAVE.into());
             let host_origin = Origin {
@@ -682,28 +874,53 @@ impl<'a> Expander<'a> {
                 continue;
             }
             if let Some(text) = self.render("supervisord.conf.tera", &ctx) {
-                self.add_file(&name, PATH_SUPERVISORD_CONF.into(), text, 0o644, vec![], host_origin.clone());
+                self.add_file(
+                    &name,
+                    PATH_SUPERVISORD_CONF.into(),
+                    text,
+                    0o644,
+                    vec![],
+                    host_origin.clone(),
+                );
             }
-            if processes.iter().any(|p| !p.env_files.is_empty()) {
-                if let Some(text) = self.render("run-with-env.sh.tera", &ctx) {
-                    self.add_file(&name, PATH_RUN_WITH_ENV.into(), text, 0o755, vec![], host_origin.clone());
-                }
+            if processes.iter().any(|p| !p.env_files.is_empty())
+                && let Some(text) = self.render("run-with-env.sh.tera", &ctx)
+            {
+                self.add_file(
+                    &name,
+                    PATH_RUN_WITH_ENV.into(),
+                    text,
+                    0o755,
+                    vec![],
+                    host_origin.clone(),
+                );
             }
             let mut heartbeat_sha = None;
-            if processes.iter().any(|p| p.config_hashes.contains_key(PATH_HEARTBEAT)) {
-                if let Some(text) = self.render("agent-heartbeat.sh.tera", &ctx) {
-                    heartbeat_sha = Some(self.add_file(&name, PATH_HEARTBEAT.into(), text, 0o755, vec![], host_origin.clone()));
-                }
+            if processes
+                .iter()
+                .any(|p| p.config_hashes.contains_key(PATH_HEARTBEAT))
+                && let Some(text) = self.render("agent-heartbeat.sh.tera", &ctx)
+            {
+                heartbeat_sha = Some(self.add_file(
+                    &name,
+                    PATH_HEARTBEAT.into(),
+                    text,
+                    0o755,
+                    vec![],
+                    host_origin.clone(),
+                ));
             }
             for mut p in processes {
-                if let (Some(sha), Some(slot)) = (&heartbeat_sha, p.config_hashes.get_mut(PATH_HEARTBEAT)) {
+                if let (Some(sha), Some(slot)) =
+                    (&heartbeat_sha, p.config_hashes.get_mut(PATH_HEARTBEAT))
+                {
                     slot.clone_from(sha);
                 }
                 self.program_file(host, &mut p);
-                if let Some(h) = self.hosts.get_mut(&name) {
-                    if let Some(slot) = h.processes.iter_mut().find(|x| x.name == p.name) {
-                        *slot = p;
-                    }
+                if let Some(h) = self.hosts.get_mut(&name)
+                    && let Some(slot) = h.processes.iter_mut().find(|x| x.name == p.name)
+                {
+                    *slot = p;
                 }
             }
         }
@@ -715,14 +932,22 @@ impl<'a> Expander<'a> {
         if !p.env_files.is_empty() {
             argv.push(format!("{root}/{PATH_RUN_WITH_ENV}"));
             for f in &p.env_files {
-                argv.push(if f.starts_with('/') { f.clone() } else { format!("{root}/{f}") });
+                argv.push(if f.starts_with('/') {
+                    f.clone()
+                } else {
+                    format!("{root}/{f}")
+                });
             }
             argv.push("--".into());
         }
         argv.extend(p.command.iter().cloned());
         let command_line = argv
             .iter()
-            .map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_else(|_| a.clone()))
+            .map(|a| {
+                shlex::try_quote(a)
+                    .map(|q| q.into_owned())
+                    .unwrap_or_else(|_| a.clone())
+            })
             .collect::<Vec<_>>()
             .join(" ");
         let mut ctx = self.context(host);
@@ -738,7 +963,14 @@ impl<'a> Expander<'a> {
         );
         let path = format!("files/supervisor/programs/{}.conf", p.name);
         if let Some(text) = self.render("supervisor-program.conf.tera", &ctx) {
-            let sha = self.add_file(host.name.get_ref(), path.clone(), text, 0o644, vec![], p.origin.clone());
+            let sha = self.add_file(
+                host.name.get_ref(),
+                path.clone(),
+                text,
+                0o644,
+                vec![],
+                p.origin.clone(),
+            );
             p.config_hashes.insert(path, sha);
         }
     }
@@ -746,21 +978,46 @@ impl<'a> Expander<'a> {
     fn check(&self, name: &str, gate: &Gate) -> Option<Check> {
         let plan = self.plan;
         let probe = match *gate.probes().first()? {
-            ProbeRef::Http(p) => Probe::Http { host: p.host.get_ref().clone(), url: p.url.clone(), status: p.status, body: p.body.clone() },
+            ProbeRef::Http(p) => Probe::Http {
+                host: p.host.get_ref().clone(),
+                url: p.url.clone(),
+                status: p.status,
+                body: p.body.clone(),
+            },
             ProbeRef::Tcp(p) => Probe::Tcp {
                 host: p.host.get_ref().clone(),
                 address: self.host(p.host.get_ref())?.address.get_ref().clone(),
                 port: p.port,
             },
-            ProbeRef::Process(p) => Probe::Process { host: p.host.get_ref().clone(), name: p.name.get_ref().clone(), soak_s: p.soak.as_secs() },
-            ProbeRef::Command(p) => Probe::Command { host: p.host.get_ref().clone(), run: p.run.clone() },
+            ProbeRef::Process(p) => Probe::Process {
+                host: p.host.get_ref().clone(),
+                name: p.name.get_ref().clone(),
+                soak_s: p.soak.as_secs(),
+            },
+            ProbeRef::Command(p) => Probe::Command {
+                host: p.host.get_ref().clone(),
+                run: p.run.clone(),
+            },
             ProbeRef::NatsStream(p) => {
-                let s = plan.streams.iter().find(|s| s.name.get_ref() == p.stream.get_ref())?;
-                let node = plan.nats.iter().find(|n| n.name.get_ref() == s.server.get_ref())?;
-                Probe::NatsStream { host: node.host.get_ref().clone(), server: node.name.get_ref().clone(), stream: self.stream_config(s) }
+                let s = plan
+                    .streams
+                    .iter()
+                    .find(|s| s.name.get_ref() == p.stream.get_ref())?;
+                let node = plan
+                    .nats
+                    .iter()
+                    .find(|n| n.name.get_ref() == s.server.get_ref())?;
+                Probe::NatsStream {
+                    host: node.host.get_ref().clone(),
+                    server: node.name.get_ref().clone(),
+                    stream: self.stream_config(s),
+                }
             }
             ProbeRef::PromQuery(p) => {
-                let hub = plan.hubs.iter().find(|h| h.name.get_ref() == p.hub.get_ref())?;
+                let hub = plan
+                    .hubs
+                    .iter()
+                    .find(|h| h.name.get_ref() == p.hub.get_ref())?;
                 let host = self.host(hub.host.get_ref())?;
                 Probe::PromQuery {
                     host: host.name.get_ref().clone(),
@@ -780,7 +1037,12 @@ impl<'a> Expander<'a> {
 
     fn wave_specs(&self) -> Vec<WaveSpec> {
         if self.plan.waves.is_empty() {
-            return vec![WaveSpec { name: IMPLICIT_WAVE.into(), max_parallel: 1, on_failure: Default::default(), gates: vec![] }];
+            return vec![WaveSpec {
+                name: IMPLICIT_WAVE.into(),
+                max_parallel: 1,
+                on_failure: Default::default(),
+                gates: vec![],
+            }];
         }
         self.wave_order
             .iter()
@@ -793,7 +1055,9 @@ impl<'a> Expander<'a> {
                     .gate
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, g)| self.check(&format!("{} gate {}", w.name.get_ref(), i + 1), g.get_ref()))
+                    .filter_map(|(i, g)| {
+                        self.check(&format!("{} gate {}", w.name.get_ref(), i + 1), g.get_ref())
+                    })
                     .collect(),
             })
             .collect()

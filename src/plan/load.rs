@@ -62,7 +62,10 @@ pub fn parse_plan(file: &str, text: &str) -> (Plan, Vec<Diagnostic>) {
     }
     match name {
         Some(n) => plan.name = n,
-        None => doc.error(0..0, "missing field `name`, expected `name = \"...\"` at the top of the plan"),
+        None => doc.error(
+            0..0,
+            "missing field `name`, expected `name = \"...\"` at the top of the plan",
+        ),
     }
     (plan, doc.diagnostics)
 }

@@ -21,7 +21,9 @@ pub fn parse_dir(dir: &str, files: &[(String, String)]) -> Result<Vec<MigrationS
             ));
             continue;
         };
-        let entry = found.entry(id).or_insert_with(|| (name.clone(), None, None));
+        let entry = found
+            .entry(id)
+            .or_insert_with(|| (name.clone(), None, None));
         if entry.0 != name {
             errors.push(format!(
                 "{dir}: migration number {id:04} is used twice (`{}` and `{name}`), expected one name per number",
@@ -40,7 +42,9 @@ pub fn parse_dir(dir: &str, files: &[(String, String)]) -> Result<Vec<MigrationS
             ));
         }
         let Some(up) = up else {
-            errors.push(format!("{dir}/{id:04}_{name}.up.sql is missing (the down file exists)"));
+            errors.push(format!(
+                "{dir}/{id:04}_{name}.up.sql is missing (the down file exists)"
+            ));
             continue;
         };
         let irreversible = has_marker(&up, IRREVERSIBLE);
@@ -109,7 +113,12 @@ mod tests {
     fn a_complete_directory_parses_in_order() {
         let m = parse_dir(
             "m",
-            &files(&["0002_b.up.sql", "0001_a.up.sql", "0001_a.down.sql", "0002_b.down.sql"]),
+            &files(&[
+                "0002_b.up.sql",
+                "0001_a.up.sql",
+                "0001_a.down.sql",
+                "0002_b.down.sql",
+            ]),
         )
         .unwrap();
         assert_eq!(m.iter().map(|m| m.id).collect::<Vec<_>>(), vec![1, 2]);
@@ -120,7 +129,12 @@ mod tests {
     fn gaps_and_missing_down_files_are_reported_together() {
         let errs = parse_dir(
             "m",
-            &files(&["0001_a.up.sql", "0003_c.up.sql", "0003_c.down.sql", "notes.txt"]),
+            &files(&[
+                "0001_a.up.sql",
+                "0003_c.up.sql",
+                "0003_c.down.sql",
+                "notes.txt",
+            ]),
         )
         .unwrap_err();
         assert_eq!(
@@ -138,7 +152,10 @@ mod tests {
         assert_eq!(checksum("a;\r\nb;\r\n"), checksum("a;\nb;\n"));
         let m = parse_dir(
             "m",
-            &[("0001_x.up.sql".into(), "-- wavectl: irreversible\nDROP TABLE t;\n".into())],
+            &[(
+                "0001_x.up.sql".into(),
+                "-- wavectl: irreversible\nDROP TABLE t;\n".into(),
+            )],
         )
         .unwrap();
         assert!(m[0].irreversible && !m[0].no_transaction);

@@ -43,6 +43,15 @@ impl Kind {
         }
     }
 
+    /// How messages name one of this kind.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Nats => "nats server",
+            Kind::Migration => "migration set",
+            k => k.key(),
+        }
+    }
+
     pub fn from_key(key: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.key() == key)
     }

@@ -56,7 +56,10 @@ impl Checker<'_> {
         let resources = self.plan.resources();
         let mut seen: BTreeMap<(Kind, &str), usize> = BTreeMap::new();
         for r in &resources {
-            if seen.insert((r.kind, r.name.as_str()), r.span.start).is_some() {
+            if seen
+                .insert((r.kind, r.name.as_str()), r.span.start)
+                .is_some()
+            {
                 self.error(
                     r.span.clone(),
                     format!(
@@ -73,7 +76,10 @@ impl Checker<'_> {
             if !waves.insert(w.name.get_ref().as_str()) {
                 self.error(
                     w.name.span(),
-                    format!("duplicate wave name `{}`, expected each wave to have a unique name", w.name.get_ref()),
+                    format!(
+                        "duplicate wave name `{}`, expected each wave to have a unique name",
+                        w.name.get_ref()
+                    ),
                 );
             }
         }
@@ -150,16 +156,24 @@ impl Checker<'_> {
             return true;
         }
         let expected = if names.is_empty() {
-            format!("the plan has no {}", kind.key())
+            format!("the plan has no {}", kind.noun())
         } else {
             format!(
                 "expected one of {}",
-                names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         self.error(
             reference.span(),
-            format!("`{field}` refers to {} `{}`, which does not exist; {expected}", kind.key(), reference.get_ref()),
+            format!(
+                "`{field}` refers to {} `{}`, which does not exist; {expected}",
+                kind.key(),
+                reference.get_ref()
+            ),
         );
         false
     }
@@ -167,13 +181,25 @@ impl Checker<'_> {
     fn hub_references(&mut self) {
         for hub in &self.plan.hubs {
             for target in &hub.remote_write {
-                if self.exists(Kind::Hub, target, "remote_write") && target.get_ref() == hub.name.get_ref() {
-                    self.error(target.span(), format!("hub `{}` cannot remote_write to itself", hub.name.get_ref()));
+                if self.exists(Kind::Hub, target, "remote_write")
+                    && target.get_ref() == hub.name.get_ref()
+                {
+                    self.error(
+                        target.span(),
+                        format!("hub `{}` cannot remote_write to itself", hub.name.get_ref()),
+                    );
                 }
             }
             for rule in &hub.alert_rules {
                 if rule.expr.trim().is_empty() {
-                    self.error(hub.name.span(), format!("alert rule `{}` of hub `{}` has an empty `expr`", rule.name, hub.name.get_ref()));
+                    self.error(
+                        hub.name.span(),
+                        format!(
+                            "alert rule `{}` of hub `{}` has an empty `expr`",
+                            rule.name,
+                            hub.name.get_ref()
+                        ),
+                    );
                 }
             }
         }
@@ -182,21 +208,44 @@ impl Checker<'_> {
     fn batch_references(&mut self) {
         for b in &self.plan.batches {
             self.exists(Kind::Hub, &b.primary_hub, "primary_hub");
-            if let Some(f) = &b.fallback_hub {
-                if self.exists(Kind::Hub, f, "fallback_hub") && f.get_ref() == b.primary_hub.get_ref() {
-                    self.error(f.span(), "`fallback_hub` is the same hub as `primary_hub`, expected another hub");
-                }
+            if let Some(f) = &b.fallback_hub
+                && self.exists(Kind::Hub, f, "fallback_hub")
+                && f.get_ref() == b.primary_hub.get_ref()
+            {
+                self.error(
+                    f.span(),
+                    "`fallback_hub` is the same hub as `primary_hub`, expected another hub",
+                );
             }
-            self.on_host_or_named(Kind::Pushgateway, b.pushgateway.as_ref(), &b.host, "pushgateway", &b.name);
+            self.on_host_or_named(
+                Kind::Pushgateway,
+                b.pushgateway.as_ref(),
+                &b.host,
+                "pushgateway",
+                &b.name,
+            );
             self.on_host_or_named(Kind::Nats, b.nats.as_ref(), &b.host, "nats", &b.name);
             if b.agents.is_empty() {
-                self.error(b.name.span(), format!("batch `{}` has no agents, expected at least one", b.name.get_ref()));
+                self.error(
+                    b.name.span(),
+                    format!(
+                        "batch `{}` has no agents, expected at least one",
+                        b.name.get_ref()
+                    ),
+                );
             }
         }
     }
 
     /// A batch's Pushgateway/NATS server: the named one, or the only one on the batch's host.
-    fn on_host_or_named(&mut self, kind: Kind, named: Option<&Spanned<String>>, host: &Spanned<String>, field: &str, batch: &Spanned<String>) {
+    fn on_host_or_named(
+        &mut self,
+        kind: Kind,
+        named: Option<&Spanned<String>>,
+        host: &Spanned<String>,
+        field: &str,
+        batch: &Spanned<String>,
+    ) {
         if let Some(n) = named {
             self.exists(kind, n, field);
             return;
@@ -227,13 +276,24 @@ impl Checker<'_> {
             if let Some(c) = &n.cluster {
                 clusters.entry(c.get_ref()).or_default().push(n);
                 if n.cluster_port.is_none() {
-                    self.error(c.span(), format!("nats server `{}` joins cluster `{}` but has no `cluster_port`", n.name.get_ref(), c.get_ref()));
+                    self.error(
+                        c.span(),
+                        format!(
+                            "nats server `{}` joins cluster `{}` but has no `cluster_port`",
+                            n.name.get_ref(),
+                            c.get_ref()
+                        ),
+                    );
                 }
             }
-            if let Some(d) = &n.domain {
-                if d.get_ref().is_empty() || !d.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                    self.error(d.span(), format!("invalid JetStream domain `{}`, expected letters, digits, `-` or `_` (nats-server refuses it at start)", d.get_ref()));
-                }
+            if let Some(d) = &n.domain
+                && (d.get_ref().is_empty()
+                    || !d
+                        .get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            {
+                self.error(d.span(), format!("invalid JetStream domain `{}`, expected letters, digits, `-` or `_` (nats-server refuses it at start)", d.get_ref()));
             }
             for remote in &n.leafnode_remotes {
                 if !self.exists(Kind::Nats, remote, "leafnode_remotes") {
@@ -244,13 +304,20 @@ impl Checker<'_> {
                     self.error(remote.span(), format!("nats server `{}` accepts no leafnode connections, expected it to set `leafnode_port`", remote.get_ref()));
                 }
                 if target.is_some_and(|t| t.name.get_ref() == n.name.get_ref()) {
-                    self.error(remote.span(), "a nats server cannot be its own leafnode remote");
+                    self.error(
+                        remote.span(),
+                        "a nats server cannot be its own leafnode remote",
+                    );
                 }
             }
         }
         for (name, members) in clusters {
             if members.len() == 2 {
-                let second = members[1].cluster.as_ref().map(|c| c.span()).unwrap_or_default();
+                let second = members[1]
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.span())
+                    .unwrap_or_default();
                 self.diags.push(
                     Diagnostic::new(
                         self.file,
@@ -274,12 +341,26 @@ impl Checker<'_> {
                 continue;
             }
             if s.subjects.is_empty() && s.sources.is_empty() {
-                self.error(s.name.span(), format!("stream `{}` has neither `subjects` nor `sources`, expected at least one", s.name.get_ref()));
+                self.error(
+                    s.name.span(),
+                    format!(
+                        "stream `{}` has neither `subjects` nor `sources`, expected at least one",
+                        s.name.get_ref()
+                    ),
+                );
             }
-            let server = plan.nats.iter().find(|n| n.name.get_ref() == s.server.get_ref());
+            let server = plan
+                .nats
+                .iter()
+                .find(|n| n.name.get_ref() == s.server.get_ref());
             let cluster_size = server
                 .and_then(|n| n.cluster.as_ref())
-                .map(|c| plan.nats.iter().filter(|m| m.cluster.as_ref().map(|x| x.get_ref()) == Some(c.get_ref())).count())
+                .map(|c| {
+                    plan.nats
+                        .iter()
+                        .filter(|m| m.cluster.as_ref().map(|x| x.get_ref()) == Some(c.get_ref()))
+                        .count()
+                })
                 .unwrap_or(1);
             if usize::from(*s.replicas.get_ref()) > cluster_size || *s.replicas.get_ref() == 0 {
                 self.error(
@@ -305,19 +386,34 @@ impl Checker<'_> {
     /// this server's by a leafnode.
     fn cross_domain_source(&mut self, server: &str, source: &Spanned<String>) {
         let plan = self.plan;
-        let Some(other) = plan.streams.iter().find(|t| t.name.get_ref() == source.get_ref()) else { return };
+        let Some(other) = plan
+            .streams
+            .iter()
+            .find(|t| t.name.get_ref() == source.get_ref())
+        else {
+            return;
+        };
         let other_server = other.server.get_ref();
         if other_server == server {
             return;
         }
         let node = |name: &str| plan.nats.iter().find(|n| n.name.get_ref() == name);
-        let (Some(a), Some(b)) = (node(server), node(other_server)) else { return };
-        let same_cluster = a.cluster.is_some() && a.cluster.as_ref().map(|c| c.get_ref()) == b.cluster.as_ref().map(|c| c.get_ref());
+        let (Some(a), Some(b)) = (node(server), node(other_server)) else {
+            return;
+        };
+        let same_cluster = a.cluster.is_some()
+            && a.cluster.as_ref().map(|c| c.get_ref()) == b.cluster.as_ref().map(|c| c.get_ref());
         if same_cluster {
             return;
         }
-        let linked = a.leafnode_remotes.iter().any(|r| r.get_ref() == other_server) || b.leafnode_remotes.iter().any(|r| r.get_ref() == server);
-        let domains = a.domain.is_some() && b.domain.is_some() && a.domain.as_ref().map(|d| d.get_ref()) != b.domain.as_ref().map(|d| d.get_ref());
+        let linked = a
+            .leafnode_remotes
+            .iter()
+            .any(|r| r.get_ref() == other_server)
+            || b.leafnode_remotes.iter().any(|r| r.get_ref() == server);
+        let domains = a.domain.is_some()
+            && b.domain.is_some()
+            && a.domain.as_ref().map(|d| d.get_ref()) != b.domain.as_ref().map(|d| d.get_ref());
         if !(linked && domains) {
             self.error(
                 source.span(),
@@ -333,7 +429,10 @@ impl Checker<'_> {
         let mut seen: Vec<(&str, &Spanned<String>)> = Vec::new();
         for s in &self.plan.streams {
             for subject in &s.subjects {
-                if let Some((other, _)) = seen.iter().find(|(_, prev)| subjects_overlap(prev.get_ref(), subject.get_ref())) {
+                if let Some((other, _)) = seen
+                    .iter()
+                    .find(|(_, prev)| subjects_overlap(prev.get_ref(), subject.get_ref()))
+                {
                     self.error(
                         subject.span(),
                         format!("subject `{}` of stream `{}` overlaps a subject of stream `{other}`: a publish would be stored twice; expected disjoint subjects", subject.get_ref(), s.name.get_ref()),
@@ -349,7 +448,13 @@ impl Checker<'_> {
     fn processes(&mut self, provided: &BTreeSet<String>) {
         for p in &self.plan.processes {
             if p.command.get_ref().is_empty() || p.command.get_ref()[0].trim().is_empty() {
-                self.error(p.command.span(), format!("process `{}` has an empty `command`, expected a program and its arguments", p.name.get_ref()));
+                self.error(
+                    p.command.span(),
+                    format!(
+                        "process `{}` has an empty `command`, expected a program and its arguments",
+                        p.name.get_ref()
+                    ),
+                );
             }
             for secret in &p.secrets {
                 if !provided.contains(secret.get_ref()) {
@@ -371,14 +476,26 @@ impl Checker<'_> {
     fn files(&mut self) {
         for f in &self.plan.files {
             if f.template.is_some() == f.content.is_some() {
-                self.error(f.name.span(), format!("file `{}` needs exactly one of `template` or `content`", f.name.get_ref()));
+                self.error(
+                    f.name.span(),
+                    format!(
+                        "file `{}` needs exactly one of `template` or `content`",
+                        f.name.get_ref()
+                    ),
+                );
             }
             let path = f.path.get_ref();
             if path.starts_with('/') || path.split('/').any(|c| c == ".." || c.is_empty()) {
                 self.error(f.path.span(), format!("invalid file path `{path}`, expected a relative path under the host's files/ without `..`"));
             }
             if parse_mode(f.mode.get_ref()).is_none() {
-                self.error(f.mode.span(), format!("invalid mode `{}`, expected an octal mode such as \"0644\"", f.mode.get_ref()));
+                self.error(
+                    f.mode.span(),
+                    format!(
+                        "invalid mode `{}`, expected an octal mode such as \"0644\"",
+                        f.mode.get_ref()
+                    ),
+                );
             }
         }
     }
@@ -387,12 +504,22 @@ impl Checker<'_> {
         // (address, port) -> who listens there.
         let mut used: BTreeMap<(String, u16), String> = BTreeMap::new();
         let plan = self.plan;
-        let mut listeners: Vec<(&Spanned<String>, &Spanned<u16>, String, &Spanned<String>)> = Vec::new();
+        let mut listeners: Vec<Listener<'_>> = Vec::new();
         for h in &plan.hubs {
-            listeners.push((&h.host, &h.port, format!("hub.{}", h.name.get_ref()), &h.name));
+            listeners.push((
+                &h.host,
+                &h.port,
+                format!("hub.{}", h.name.get_ref()),
+                &h.name,
+            ));
         }
         for g in &plan.pushgateways {
-            listeners.push((&g.host, &g.port, format!("pushgateway.{}", g.name.get_ref()), &g.name));
+            listeners.push((
+                &g.host,
+                &g.port,
+                format!("pushgateway.{}", g.name.get_ref()),
+                &g.name,
+            ));
         }
         for n in &plan.nats {
             let id = format!("nats.{}", n.name.get_ref());
@@ -407,17 +534,41 @@ impl Checker<'_> {
         }
         for p in &plan.processes {
             for port in &p.listen {
-                listeners.push((&p.host, port, format!("process.{}", p.name.get_ref()), &p.name));
+                listeners.push((
+                    &p.host,
+                    port,
+                    format!("process.{}", p.name.get_ref()),
+                    &p.name,
+                ));
             }
         }
+        // In file order, so the second of two clashing listeners is the one reported.
+        listeners.sort_by_key(|(_, port, _, name)| {
+            if port.span().is_empty() {
+                name.span().start
+            } else {
+                port.span().start
+            }
+        });
         for (host, port, who, name) in listeners {
-            let Some(h) = self.inventory.host(host.get_ref()) else { continue };
+            let Some(h) = self.inventory.host(host.get_ref()) else {
+                continue;
+            };
             let key = (h.address.get_ref().clone(), *port.get_ref());
-            let span = if port.span().is_empty() { name.span() } else { port.span() };
-            if let Some(first) = used.get(&key) {
+            let (span, default) = if port.span().is_empty() {
+                (name.span(), " (its default)")
+            } else {
+                (port.span(), "")
+            };
+            if key.1 == 0 {
                 self.error(
                     span,
-                    format!("port {} on {} (host `{}`) is already used by {first}; {who} needs another port", key.1, key.0, host.get_ref()),
+                    format!("{who} listens on port 0, expected a port number from 1 to 65535"),
+                );
+            } else if let Some(first) = used.get(&key) {
+                self.error(
+                    span,
+                    format!("port {}{default} on {} (host `{}`) is already used by {first}; {who} needs another port", key.1, key.0, host.get_ref()),
                 );
             } else {
                 used.insert(key, who);
@@ -427,28 +578,57 @@ impl Checker<'_> {
 
     fn waves(&mut self) {
         let plan = self.plan;
-        let names: BTreeSet<&str> = plan.waves.iter().map(|w| w.name.get_ref().as_str()).collect();
+        let names: BTreeSet<&str> = plan
+            .waves
+            .iter()
+            .map(|w| w.name.get_ref().as_str())
+            .collect();
         let resources = plan.resources();
         for w in &plan.waves {
             for a in &w.after {
                 if !names.contains(a.get_ref().as_str()) {
-                    self.error(a.span(), format!("`after` refers to wave `{}`, which does not exist", a.get_ref()));
+                    self.error(
+                        a.span(),
+                        format!(
+                            "`after` refers to wave `{}`, which does not exist",
+                            a.get_ref()
+                        ),
+                    );
                 }
             }
             if w.select.is_empty() {
-                self.error(w.name.span(), format!("wave `{}` has an empty `select`, expected at least one selector", w.name.get_ref()));
+                self.error(
+                    w.name.span(),
+                    format!(
+                        "wave `{}` has an empty `select`, expected at least one selector",
+                        w.name.get_ref()
+                    ),
+                );
             }
             for s in &w.select {
                 match Selector::parse(s.get_ref()) {
                     Err(e) => self.error(s.span(), e),
                     Ok(sel) if !resources.iter().any(|r| sel.matches(r)) => {
-                        self.error(s.span(), format!("wave `{}` selects `{}`, which matches no resource of the plan", w.name.get_ref(), s.get_ref()));
+                        self.error(
+                            s.span(),
+                            format!(
+                                "wave `{}` selects `{}`, which matches no resource of the plan",
+                                w.name.get_ref(),
+                                s.get_ref()
+                            ),
+                        );
                     }
                     Ok(_) => {}
                 }
             }
             if w.max_parallel == 0 {
-                self.error(w.name.span(), format!("wave `{}` has `max_parallel = 0`, expected 1 or more", w.name.get_ref()));
+                self.error(
+                    w.name.span(),
+                    format!(
+                        "wave `{}` has `max_parallel = 0`, expected 1 or more",
+                        w.name.get_ref()
+                    ),
+                );
             }
             for g in &w.gate {
                 self.gate(g);
@@ -456,16 +636,37 @@ impl Checker<'_> {
         }
         match waves::order(plan) {
             Err(cycle) => {
-                let names: Vec<&str> = cycle.iter().map(|&i| plan.waves[i].name.get_ref().as_str()).collect();
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .map(|&i| plan.waves[i].name.get_ref().as_str())
+                    .collect();
+                // Point at the `after` entry of the first wave that names the next one in the cycle.
                 let first = &plan.waves[cycle[0]];
-                let span = first.after.first().map(|a| a.span()).unwrap_or(first.name.span());
-                self.error(span, format!("waves `after` each other in a cycle: {} -> {}", names.join(" -> "), names[0]));
+                let next = cycle.get(1).map_or(first.name.get_ref().as_str(), |&i| {
+                    plan.waves[i].name.get_ref().as_str()
+                });
+                let closing = first.after.iter().find(|a| a.get_ref() == next);
+                let span = closing.map(|a| a.span()).unwrap_or(first.name.span());
+                self.error(
+                    span,
+                    format!(
+                        "waves `after` each other in a cycle: {} -> {}",
+                        names.join(" -> "),
+                        names[0]
+                    ),
+                );
             }
             Ok(order) if !plan.waves.is_empty() => {
                 let assigned = waves::assign(plan, &order);
                 for r in &resources {
                     if !assigned.contains_key(&r.id()) {
-                        self.error(r.span.clone(), format!("{} is selected by no wave, expected a wave to `select` it", r.id()));
+                        self.error(
+                            r.span.clone(),
+                            format!(
+                                "{} is selected by no wave, expected a wave to `select` it",
+                                r.id()
+                            ),
+                        );
                     }
                 }
             }
@@ -493,9 +694,19 @@ impl Checker<'_> {
                 }
                 ProbeRef::Process(p) => {
                     self.host_exists(&p.host, "process probe");
-                    let known = self.plan.programs().iter().any(|x| x.name == *p.name.get_ref());
+                    let known = self
+                        .plan
+                        .programs()
+                        .iter()
+                        .any(|x| x.name == *p.name.get_ref());
                     if !known {
-                        self.error(p.name.span(), format!("process probe names `{}`, which is no process of the plan", p.name.get_ref()));
+                        self.error(
+                            p.name.span(),
+                            format!(
+                                "process probe names `{}`, which is no process of the plan",
+                                p.name.get_ref()
+                            ),
+                        );
                     }
                 }
                 ProbeRef::NatsStream(p) => {
@@ -508,6 +719,14 @@ impl Checker<'_> {
         }
     }
 }
+
+/// Something that listens: its host, port, who it is (`hub.edge`) and its name in the plan.
+type Listener<'a> = (
+    &'a Spanned<String>,
+    &'a Spanned<u16>,
+    String,
+    &'a Spanned<String>,
+);
 
 /// Octal mode text (`"0644"`) to its value.
 pub fn parse_mode(text: &str) -> Option<u32> {
@@ -536,10 +755,25 @@ mod tests {
 
     #[test]
     fn subjects_overlap_with_wildcards() {
-        assert!(subjects_overlap("observability.metrics.pc2", "observability.metrics.pc2"));
-        assert!(subjects_overlap("observability.>", "observability.metrics.pc2"));
-        assert!(subjects_overlap("observability.*.pc2", "observability.metrics.pc2"));
-        assert!(!subjects_overlap("observability.metrics.pc2", "observability.metrics.mainpc"));
-        assert!(!subjects_overlap("observability.metrics", "observability.metrics.pc2"));
+        assert!(subjects_overlap(
+            "observability.metrics.pc2",
+            "observability.metrics.pc2"
+        ));
+        assert!(subjects_overlap(
+            "observability.>",
+            "observability.metrics.pc2"
+        ));
+        assert!(subjects_overlap(
+            "observability.*.pc2",
+            "observability.metrics.pc2"
+        ));
+        assert!(!subjects_overlap(
+            "observability.metrics.pc2",
+            "observability.metrics.mainpc"
+        ));
+        assert!(!subjects_overlap(
+            "observability.metrics",
+            "observability.metrics.pc2"
+        ));
     }
 }

@@ -42,7 +42,8 @@ impl Repo {
             dir: TempDir::new().expect("temp dir"),
             env: Vec::new(),
         };
-        repo.file("plans/p.toml", plan).file("inventories/lab.toml", INVENTORY)
+        repo.file("plans/p.toml", plan)
+            .file("inventories/lab.toml", INVENTORY)
     }
 
     pub fn file(self, path: &str, text: &str) -> Repo {
@@ -64,7 +65,10 @@ impl Repo {
     /// Runs `wavectl ARGS...` in the repo's directory.
     pub fn run(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(bin());
-        cmd.args(args).current_dir(self.dir.path()).env_remove("WAVECTL_SECRETS_FILE").env("NO_COLOR", "1");
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("WAVECTL_SECRETS_FILE")
+            .env("NO_COLOR", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

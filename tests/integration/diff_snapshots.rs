@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use wavectl::diff::{ChangeSet, HumanDiff, Palette, diff};
 use wavectl::load::{Loaded, NamedText, Request, load};
-use wavectl::observed::{AppliedMigration, HostObserved, ObservedFile, ObservedProcess, ObservedStream, ProcessState, converged};
+use wavectl::observed::{
+    AppliedMigration, HostObserved, ObservedFile, ObservedProcess, ObservedStream, ProcessState,
+    converged,
+};
 use wavectl::repo::WorkTree;
 
 use crate::common::project_root;
@@ -20,7 +23,10 @@ fn fixture() -> Loaded {
     let env = |name: &str| (name == "TELEGRAM_TOKEN").then(|| SECRET.to_string());
     let req = Request {
         plan_path: "plans/plan.toml",
-        inventory: Some(NamedText { name: "inventory.toml".into(), text: inventory }),
+        inventory: Some(NamedText {
+            name: "inventory.toml".into(),
+            text: inventory,
+        }),
         secrets_file: None,
         env: &env,
     };
@@ -28,15 +34,30 @@ fn fixture() -> Loaded {
 }
 
 fn converged_all(loaded: &Loaded) -> BTreeMap<String, HostObserved> {
-    loaded.desired.hosts.iter().map(|(n, h)| (n.clone(), converged(h))).collect()
+    loaded
+        .desired
+        .hosts
+        .iter()
+        .map(|(n, h)| (n.clone(), converged(h)))
+        .collect()
 }
 
-fn render(loaded: &Loaded, observed: &BTreeMap<String, HostObserved>) -> (ChangeSet, String, String) {
+fn render(
+    loaded: &Loaded,
+    observed: &BTreeMap<String, HostObserved>,
+) -> (ChangeSet, String, String) {
     let changes = diff(&loaded.desired, observed, &loaded.secrets);
-    let human = HumanDiff { changes: &changes, palette: Palette::plain() }.to_string();
+    let human = HumanDiff {
+        changes: &changes,
+        palette: Palette::plain(),
+    }
+    .to_string();
     let json = serde_json::to_string_pretty(&changes).expect("json");
     for text in [&human, &json] {
-        assert!(!text.contains(SECRET) && !text.contains(OLD_SECRET), "a secret leaked:\n{text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains(OLD_SECRET),
+            "a secret leaked:\n{text}"
+        );
     }
     (changes, human, json)
 }
@@ -65,18 +86,52 @@ fn diff_shows_updates_with_the_secret_masked_on_both_sides() {
     let mut observed = converged_all(&loaded);
     let mainpc = observed.get_mut("mainpc").expect("mainpc");
     // The host still has the env file with last month's token and log level.
-    let env = mainpc.files.get_mut("files/env/nanoclaw.env").expect("env file");
-    let old = env.content.clone().expect("content").replace(SECRET, OLD_SECRET).replace("'info'", "'debug'");
-    *env = ObservedFile { sha256: wavectl::primitive::sha256_hex(old.as_bytes()), mode: 0o644, content: Some(old) };
-    mainpc.processes.get_mut("nanoclaw").expect("nanoclaw").spec_hash = Some("previous".into());
+    let env = mainpc
+        .files
+        .get_mut("files/env/nanoclaw.env")
+        .expect("env file");
+    let old = env
+        .content
+        .clone()
+        .expect("content")
+        .replace(SECRET, OLD_SECRET)
+        .replace("'info'", "'debug'");
+    *env = ObservedFile {
+        sha256: wavectl::primitive::sha256_hex(old.as_bytes()),
+        mode: 0o644,
+        content: Some(old),
+    };
+    mainpc
+        .processes
+        .get_mut("nanoclaw")
+        .expect("nanoclaw")
+        .spec_hash = Some("previous".into());
     let pc2 = observed.get_mut("pc2").expect("pc2");
     // An operator edited one agent's env on the host by hand.
-    let agent = pc2.files.get_mut("files/agents/ResourceManager.env").expect("agent env");
-    let edited = agent.content.clone().expect("content").replace("127.0.20.2:9000", "127.0.20.9:9000");
-    *agent = ObservedFile { sha256: wavectl::primitive::sha256_hex(edited.as_bytes()), mode: 0o644, content: Some(edited) };
-    pc2.processes.get_mut("agent-ResourceManager").expect("agent").spec_hash = Some("previous".into());
+    let agent = pc2
+        .files
+        .get_mut("files/agents/ResourceManager.env")
+        .expect("agent env");
+    let edited = agent
+        .content
+        .clone()
+        .expect("content")
+        .replace("127.0.20.2:9000", "127.0.20.9:9000");
+    *agent = ObservedFile {
+        sha256: wavectl::primitive::sha256_hex(edited.as_bytes()),
+        mode: 0o644,
+        content: Some(edited),
+    };
+    pc2.processes
+        .get_mut("agent-ResourceManager")
+        .expect("agent")
+        .spec_hash = Some("previous".into());
     pc2.processes.get_mut("gw-pc2").expect("gw").state = ProcessState::Fatal;
-    pc2.streams.get_mut("METRICS_PC2").expect("stream").config.max_age_ms = 3_600_000;
+    pc2.streams
+        .get_mut("METRICS_PC2")
+        .expect("stream")
+        .config
+        .max_age_ms = 3_600_000;
     let (_, human, json) = render(&loaded, &observed);
     assert!(human.contains("TELEGRAM_TOKEN=********"), "{human}");
     insta::assert_snapshot!("mixed_updates_human", human);
@@ -90,20 +145,38 @@ fn diff_removes_what_left_the_plan_in_undo_order() {
     let pc2 = observed.get_mut("pc2").expect("pc2");
     pc2.processes.insert(
         "agent-LegacyAgent".into(),
-        ObservedProcess { state: ProcessState::Running, pid: Some(4242), uptime_s: Some(9), restarts: 0, spec_hash: Some("x".into()) },
+        ObservedProcess {
+            state: ProcessState::Running,
+            pid: Some(4242),
+            uptime_s: Some(9),
+            restarts: 0,
+            spec_hash: Some("x".into()),
+        },
     );
-    pc2.files.insert("files/agents/LegacyAgent.env".into(), ObservedFile { sha256: "ab".repeat(32), mode: 0o644, content: None });
+    pc2.files.insert(
+        "files/agents/LegacyAgent.env".into(),
+        ObservedFile {
+            sha256: "ab".repeat(32),
+            mode: 0o644,
+            content: None,
+        },
+    );
     let mut old_stream = pc2.streams["METRICS_PC2"].clone();
     old_stream.config.name = "METRICS_OLD".into();
-    pc2.streams.insert("METRICS_OLD".into(), ObservedStream { ..old_stream });
+    pc2.streams
+        .insert("METRICS_OLD".into(), ObservedStream { ..old_stream });
     let mainpc = observed.get_mut("mainpc").expect("mainpc");
-    mainpc.databases.get_mut("app").expect("app db").push(AppliedMigration {
-        id: 3,
-        name: "c".into(),
-        checksum: "cc".repeat(32),
-        applied_at: "2026-11-01T00:00:00Z".into(),
-        generation: 2,
-    });
+    mainpc
+        .databases
+        .get_mut("app")
+        .expect("app db")
+        .push(AppliedMigration {
+            id: 3,
+            name: "c".into(),
+            checksum: "cc".repeat(32),
+            applied_at: "2026-11-01T00:00:00Z".into(),
+            generation: 2,
+        });
     let (changes, human, json) = render(&loaded, &observed);
     assert_eq!(changes.changes().filter(|c| c.is_destructive()).count(), 4);
     insta::assert_snapshot!("removal_human", human);

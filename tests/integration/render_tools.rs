@@ -35,7 +35,10 @@ root = "{0}/pc2"
     let env = |name: &str| (name == "TELEGRAM_TOKEN").then(|| "render-test-token".to_string());
     let req = Request {
         plan_path: "plans/phase2.toml",
-        inventory: Some(NamedText { name: "test-inventory.toml".into(), text: inventory }),
+        inventory: Some(NamedText {
+            name: "test-inventory.toml".into(),
+            text: inventory,
+        }),
         secrets_file: None,
         env: &env,
     };
@@ -54,7 +57,10 @@ root = "{0}/pc2"
 fn rendered_prometheus_configs_pass_promtool() {
     let dir = tempfile::tempdir().expect("temp");
     phase2_into(dir.path());
-    for config in ["mainpc/files/prometheus/central.yml", "pc2/files/prometheus/edge.yml"] {
+    for config in [
+        "mainpc/files/prometheus/central.yml",
+        "pc2/files/prometheus/edge.yml",
+    ] {
         let out = Command::new("promtool")
             .args(["check", "config"])
             .arg(dir.path().join(config))
@@ -69,8 +75,16 @@ fn rendered_prometheus_configs_pass_promtool() {
     }
     // The central hub's alert rules were checked along with its config; check them alone too.
     let rules = dir.path().join("mainpc/files/prometheus/central.rules.yml");
-    let out = Command::new("promtool").args(["check", "rules"]).arg(&rules).output().expect("promtool");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// A child process that is killed and reaped however the test ends.
@@ -95,7 +109,10 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -107,22 +124,42 @@ fn rendered_nats_configs_start_real_servers_joined_by_a_leafnode() {
     let mut servers = Vec::new();
     for (host, name) in [("mainpc", "nats-mainpc"), ("pc2", "nats-pc2")] {
         let conf = dir.path().join(format!("{host}/files/nats/{name}.conf"));
-        let check = Command::new("nats-server").arg("-t").arg("-c").arg(&conf).output().expect("nats-server (Debian package nats-server) must be installed");
-        assert!(check.status.success(), "nats-server -t rejected {name}: {}", String::from_utf8_lossy(&check.stderr));
+        let check = Command::new("nats-server")
+            .arg("-t")
+            .arg("-c")
+            .arg(&conf)
+            .output()
+            .expect("nats-server (Debian package nats-server) must be installed");
+        assert!(
+            check.status.success(),
+            "nats-server -t rejected {name}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
         let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
-        let child = Command::new("nats-server").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().expect("start nats-server");
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
         servers.push(Running(child));
     }
     // -t only parses; the running servers prove the config (domains, leafnodes) is accepted.
     for monitor in ["127.0.30.2:8222", "127.0.30.3:8223"] {
         wait_for(&format!("{monitor} healthz"), || {
-            http_get(monitor, "/healthz?js-enabled-only=true").is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+            http_get(monitor, "/healthz?js-enabled-only=true")
+                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
         });
     }
     wait_for("the pc2 -> mainpc leafnode", || {
-        http_get("127.0.30.2:8222", "/leafz").is_some_and(|r| r.contains("\"leafnodes\": 1") || r.contains("\"leafnodes\":1"))
+        http_get("127.0.30.2:8222", "/leafz")
+            .is_some_and(|r| r.contains("\"leafnodes\": 1") || r.contains("\"leafnodes\":1"))
     });
     for s in &mut servers {
-        assert!(s.0.try_wait().expect("wait").is_none(), "a nats-server exited early");
+        assert!(
+            s.0.try_wait().expect("wait").is_none(),
+            "a nats-server exited early"
+        );
     }
 }
