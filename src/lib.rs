@@ -17,3 +17,7 @@ pub mod repo;
 pub mod secrets;
 pub mod toml_doc;
 pub mod units;
+pub mod backend;
+pub mod run;
+pub mod state;
+pub mod transport;

@@ -1,8 +1,12 @@
 //! The command line: clap types, one file per subcommand, and the mapping of every outcome to an
 //! exit status.
 
+mod apply;
 mod context;
+mod diff;
+mod progress;
 mod render;
+mod status;
 mod validate;
 
 use std::io::Write;
@@ -71,6 +75,20 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Observe every host and show what apply would change (exit 0 in sync, 2 changes, 1 error).
+    Diff { plan: PathBuf },
+    /// Apply the plan wave by wave.
+    Apply {
+        plan: PathBuf,
+        /// Do not ask for confirmation on a TTY.
+        #[arg(long, short)]
+        yes: bool,
+        /// Apply from a plan tree with uncommitted changes (the generation is marked dirty).
+        #[arg(long)]
+        allow_dirty: bool,
+    },
+    /// Per host: reachable, generation, drift, and each process's state, uptime and restarts.
+    Status { plan: PathBuf },
 }
 
 /// Runs the command line and returns the process exit status.
@@ -80,6 +98,9 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate { plan } => validate::run(&ctx, plan),
         Command::Render { plan, host } => render::run(&ctx, plan, host.as_deref()),
+        Command::Diff { plan } => diff::run(&ctx, plan),
+        Command::Apply { plan, yes, allow_dirty } => apply::run(&ctx, plan, &apply::Options { yes: *yes, allow_dirty: *allow_dirty }),
+        Command::Status { plan } => status::run(&ctx, plan),
     };
     match result {
         Ok(exit) => exit.into(),

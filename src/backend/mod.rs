@@ -1,0 +1,34 @@
+//! Host-side work as pure functions: build the shell script a step runs on a host, and parse
+//! what it printed. Each builder is tested against its exact text.
+
+pub mod apply;
+pub mod observe;
+pub mod supervisord;
+
+/// `'text'` for sh, with embedded single quotes escaped.
+pub fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The Debian package that provides a program a host needs.
+pub fn package_of(program: &str) -> &'static str {
+    match program {
+        "prometheus" | "promtool" => "prometheus",
+        "prometheus-pushgateway" => "prometheus-pushgateway",
+        "nats-server" => "nats-server",
+        "supervisord" | "supervisorctl" => "supervisor",
+        "sqlite3" => "sqlite3",
+        "curl" => "curl",
+        "sha256sum" | "base64" | "sync" => "coreutils",
+        "awk" => "mawk",
+        _ => "the package that provides it",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sh_quote_escapes_single_quotes() {
+        assert_eq!(super::sh_quote("it's"), r"'it'\''s'");
+    }
+}

@@ -1,0 +1,214 @@
+//! The observe step: one script per host that reports, in one round trip, the managed files
+//! (mode, hash, and the text of those that differ from the plan), the supervisor's view of
+//! every program, state.json, the lock and which needed programs are missing.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::backend::supervisord::{self, parse_status_line};
+use crate::backend::sh_quote;
+use crate::observed::{HostObserved, ObservedFile, ObservedProcess};
+use crate::primitive::HostDesired;
+use crate::state::{HostState, Lock, STATE_SCHEMA};
+
+/// Programs every host needs, besides those its processes run.
+const BASE_PROGRAMS: &[&str] = &["supervisord", "supervisorctl", "sha256sum", "base64", "awk"];
+
+/// The programs a host needs for `desired`.
+pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
+    let mut out: Vec<String> = BASE_PROGRAMS.iter().map(|s| s.to_string()).collect();
+    for p in &desired.processes {
+        if let Some(cmd) = p.command.first() {
+            if !cmd.starts_with('/') && !out.contains(cmd) {
+                out.push(cmd.clone());
+            }
+        }
+    }
+    if desired.files.iter().any(|f| f.path == crate::plan::expand::PATH_HEARTBEAT) && !out.iter().any(|p| p == "curl") {
+        out.push("curl".into());
+    }
+    if !desired.databases.is_empty() && !out.iter().any(|p| p == "sqlite3") {
+        out.push("sqlite3".into());
+    }
+    out
+}
+
+/// The script; `root` is the host root, `desired` what the plan wants there (its file hashes
+/// decide which files' text comes back).
+pub fn script(root: &str, desired: &HostDesired) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "R={}", sh_quote(root));
+    s.push_str(concat!(
+        "printf 'home %s\\n' \"$HOME\"\n",
+        "for b in",
+    ));
+    for p in needed_programs(desired) {
+        let _ = write!(s, " {}", sh_quote(&p));
+    }
+    s.push_str(concat!(
+        "; do if command -v \"$b\" >/dev/null 2>&1; then echo \"bin ok $b\"; else echo \"bin missing $b\"; fi; done\n",
+        "cd \"$R\" 2>/dev/null || { echo 'root missing'; exit 0; }\n",
+        "echo 'root ok'\n",
+        "[ -f state.json ] && printf 'state %s\\n' \"$(base64 -w0 state.json)\"\n",
+        "[ -f lock ] && printf 'lock %s\\n' \"$(base64 -w0 lock)\"\n",
+        "if [ -d files ]; then\n",
+        "  find files -type f ! -name '*.wv-tmp.*' -printf 'mode %m %p\\n'\n",
+        "  sums=$(find files -type f ! -name '*.wv-tmp.*' -print0 | xargs -0 -r sha256sum)\n",
+        "  [ -n \"$sums\" ] && printf '%s\\n' \"$sums\" | sed 's/^/sha /'\n",
+        "  printf '%s\\n' \"$sums\" | awk 'NR==FNR {want[$2]=$1; next} ($2 in want) && want[$2] != $1 {print $2}' /dev/fd/3 - 3<<'WV_WANT' |\n",
+    ));
+    for f in &desired.files {
+        let _ = writeln!(s, "{}  {}", f.sha256(), f.path);
+    }
+    s.push_str(concat!(
+        "WV_WANT\n",
+        "  while read -r p; do printf 'content %s %s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"; done\n",
+        "fi\n",
+    ));
+    let _ = writeln!(
+        s,
+        "if [ -f {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then\n  echo 'supervisord running'\n  supervisorctl -c {conf} status | sed 's/^/proc /'\n  [ -f logs/supervisord.log ] && grep -o \"spawned: '[^']*'\" logs/supervisord.log | sort | uniq -c | sed 's/^/spawned /'\nelse\n  echo 'supervisord stopped'\nfi\nexit 0",
+        pid = supervisord::PIDFILE,
+        conf = supervisord::CONF,
+    );
+    s
+}
+
+/// What one host reported.
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub home: String,
+    pub root_exists: bool,
+    pub missing_programs: Vec<String>,
+    pub state: Option<HostState>,
+    pub lock: Option<Lock>,
+    pub supervisord_running: bool,
+    pub observed: HostObserved,
+}
+
+/// A report that cannot be trusted: the host must be looked at, not reset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObserveError {
+    #[error("{root}/state.json is unreadable ({reason}); it is left as is")]
+    BadState { root: String, reason: String },
+    #[error("{root}/state.json has schema {found}, newer than this wavectl ({STATE_SCHEMA}); upgrade wavectl")]
+    NewerState { root: String, found: u32 },
+    #[error("{root}/lock is unreadable ({reason})")]
+    BadLock { root: String, reason: String },
+}
+
+pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
+    let mut o = Observation::default();
+    let mut modes: BTreeMap<String, u32> = BTreeMap::new();
+    let mut shas: BTreeMap<String, String> = BTreeMap::new();
+    let mut contents: BTreeMap<String, String> = BTreeMap::new();
+    let mut spawned: BTreeMap<String, u32> = BTreeMap::new();
+    let mut status = Vec::new();
+    for line in stdout.lines() {
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match tag {
+            "home" => o.home = rest.to_string(),
+            "root" => o.root_exists = rest == "ok",
+            "bin" => {
+                if let Some(p) = rest.strip_prefix("missing ") {
+                    o.missing_programs.push(p.to_string());
+                }
+            }
+            "state" => {
+                let bad = |reason: String| ObserveError::BadState { root: root.into(), reason };
+                let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
+                let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+                let found = raw.get("schema").and_then(|s| s.as_u64()).unwrap_or(0) as u32;
+                if found > STATE_SCHEMA {
+                    return Err(ObserveError::NewerState { root: root.into(), found });
+                }
+                o.state = Some(serde_json::from_value(raw).map_err(|e| bad(e.to_string()))?);
+            }
+            "lock" => {
+                let bad = |reason: String| ObserveError::BadLock { root: root.into(), reason };
+                let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
+                o.lock = Some(serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?);
+            }
+            "mode" => {
+                if let Some((m, p)) = rest.split_once(' ') {
+                    modes.insert(p.to_string(), u32::from_str_radix(m, 8).unwrap_or(0));
+                }
+            }
+            "sha" => {
+                if let Some((sha, p)) = rest.split_once("  ") {
+                    shas.insert(p.to_string(), sha.to_string());
+                }
+            }
+            "content" => {
+                if let Some((p, b)) = rest.split_once(' ') {
+                    if let Ok(bytes) = B64.decode(b.trim()) {
+                        contents.insert(p.to_string(), String::from_utf8_lossy(&bytes).into_owned());
+                    }
+                } else {
+                    contents.insert(rest.to_string(), String::new());
+                }
+            }
+            "supervisord" => o.supervisord_running = rest == "running",
+            "proc" => status.extend(parse_status_line(rest)),
+            "spawned" => {
+                // `   3 spawned: 'name'`
+                let mut w = rest.split_whitespace();
+                let n = w.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                if let Some(name) = rest.split('\'').nth(1) {
+                    spawned.insert(name.to_string(), n);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (path, sha256) in shas {
+        let mode = modes.get(&path).copied().unwrap_or(0);
+        let content = contents.remove(&path);
+        o.observed.files.insert(path, ObservedFile { sha256, mode, content });
+    }
+    let hashes = o.state.as_ref().map(|s| s.processes.clone()).unwrap_or_default();
+    for l in status {
+        let restarts = spawned.get(&l.name).map_or(0, |n| n.saturating_sub(1));
+        let p = ObservedProcess { state: l.state, pid: l.pid, uptime_s: l.uptime_s, restarts, spec_hash: hashes.get(&l.name).cloned() };
+        o.observed.processes.insert(l.name, p);
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::ProcessState;
+
+    #[test]
+    fn a_report_parses_into_files_processes_state_and_missing_programs() {
+        let state = B64.encode(r#"{"schema":1,"generation":4,"commit":"abc","plan":"p","applied_at":"t","operator":"op","files":{},"processes":{"edge":"h1"}}"#);
+        let report = format!(
+            "home /home/wv\nbin ok supervisord\nbin missing nats-server\nroot ok\nstate {state}\nmode 644 files/a.yml\nmode 600 files/env/x.env\nsha {a}  files/a.yml\nsha {b}  files/env/x.env\ncontent files/a.yml {content}\nsupervisord running\nproc edge RUNNING   pid 42, uptime 0:01:00\nproc oracle FATAL Exited too quickly\nspawned       3 spawned: 'edge'\n",
+            a = "a".repeat(64),
+            b = "b".repeat(64),
+            content = B64.encode("x: 1\n"),
+        );
+        let o = parse("/r", &report).unwrap();
+        assert_eq!(o.missing_programs, vec!["nats-server"]);
+        assert_eq!(o.state.as_ref().unwrap().generation, 4);
+        assert_eq!(o.observed.files["files/a.yml"].content.as_deref(), Some("x: 1\n"));
+        assert_eq!(o.observed.files["files/env/x.env"].mode, 0o600);
+        assert_eq!(o.observed.files["files/env/x.env"].content, None);
+        let edge = &o.observed.processes["edge"];
+        assert_eq!((edge.state, edge.pid, edge.restarts, edge.spec_hash.as_deref()), (ProcessState::Running, Some(42), 2, Some("h1")));
+        assert_eq!(o.observed.processes["oracle"].state, ProcessState::Fatal);
+    }
+
+    #[test]
+    fn a_newer_state_schema_is_an_error_not_a_reset() {
+        let state = B64.encode(r#"{"schema":99}"#);
+        let err = parse("/r", &format!("root ok\nstate {state}\n")).unwrap_err();
+        assert_eq!(err, ObserveError::NewerState { root: "/r".into(), found: 99 });
+        let err = parse("/r", "root ok\nstate !!!\n").unwrap_err();
+        assert!(matches!(err, ObserveError::BadState { .. }));
+    }
+}

@@ -1,0 +1,81 @@
+//! `wavectl status PLAN`: per host, reachable, generation and commit, drift, lock, and each
+//! process with its state, uptime and restarts.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::cli::{Context, Output};
+use crate::exit::Exit;
+use crate::run::observe::{close_all, observe_all};
+
+pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
+    let loaded = ctx.load(plan)?;
+    ctx.runtime()?.block_on(async {
+        let observed = observe_all(&loaded).await;
+        let changes = crate::run::changes_for(&loaded, &observed);
+        let mut docs = Vec::new();
+        let mut text = String::new();
+        let mut all_reachable = true;
+        for o in &observed {
+            let drift = changes.hosts.iter().find(|h| h.host == o.host).is_some_and(|h| !h.is_empty());
+            match &o.report {
+                Err(e) => {
+                    all_reachable = false;
+                    docs.push(json!({ "host": o.host, "reachable": false, "error": e.to_string() }));
+                    let _ = writeln!(text, "{}: unreachable: {e}", o.host);
+                }
+                Ok(r) => {
+                    let generation = r.state.as_ref().map(|s| s.generation);
+                    let commit = r.state.as_ref().and_then(|s| s.commit.clone());
+                    let short = commit.as_deref().map_or("-".to_string(), |c| c[..c.len().min(10)].to_string());
+                    let _ = writeln!(
+                        text,
+                        "{}: reachable, generation {}, commit {short}, drift {}{}",
+                        o.host,
+                        generation.map_or("-".to_string(), |g| g.to_string()),
+                        if drift { "yes" } else { "no" },
+                        r.lock.as_ref().map_or(String::new(), |l| format!(", locked by {l}"))
+                    );
+                    let _ = writeln!(text, "  {:<34} {:<9} {:>8} {:>10} {:>8}", "PROCESS", "STATE", "PID", "UPTIME", "RESTARTS");
+                    let mut procs = Vec::new();
+                    let desired = loaded.desired.hosts.get(&o.host);
+                    let names: Vec<String> = desired.map(|d| d.processes.iter().map(|p| p.name.clone()).collect()).unwrap_or_default();
+                    let extra = r.observed.processes.keys().filter(|k| !names.contains(k)).cloned();
+                    for name in names.iter().cloned().chain(extra) {
+                        let p = r.observed.processes.get(&name);
+                        let state = p.map_or("ABSENT", |p| p.state.name());
+                        let pid = p.and_then(|p| p.pid).map_or("-".into(), |p| p.to_string());
+                        let uptime = p.and_then(|p| p.uptime_s).map_or("-".into(), human_duration);
+                        let restarts = p.map_or(0, |p| p.restarts);
+                        let _ = writeln!(text, "  {name:<34} {state:<9} {pid:>8} {uptime:>10} {restarts:>8}");
+                        procs.push(json!({ "name": name, "state": state, "pid": p.and_then(|p| p.pid), "uptime_s": p.and_then(|p| p.uptime_s), "restarts": restarts }));
+                    }
+                    docs.push(json!({
+                        "host": o.host, "reachable": true, "generation": generation, "commit": commit,
+                        "applied_at": r.state.as_ref().map(|s| s.applied_at.clone()), "drift": drift,
+                        "lock": r.lock, "processes": procs,
+                    }));
+                }
+            }
+        }
+        close_all(observed).await;
+        let mut out = anstream::stdout().lock();
+        match ctx.output {
+            Output::Json => writeln!(out, "{}", json!({ "hosts": docs }))?,
+            Output::Human => write!(out, "{text}")?,
+        }
+        Ok(if all_reachable { Exit::Ok } else { Exit::Error })
+    })
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}

@@ -1,0 +1,79 @@
+//! Connect to every host of the plan and observe it, all in parallel, one round trip each.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use crate::backend::observe::{self, ObserveError, Observation};
+use crate::load::Loaded;
+use crate::transport::{self, Connection, TransportError};
+
+/// Why a host could not be observed.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("host {host}: {source}")]
+    Observe {
+        host: String,
+        #[source]
+        source: ObserveError,
+    },
+    #[error("host {host}: the observe script failed (exit {status:?}): {stderr}")]
+    Script { host: String, status: Option<i32>, stderr: String },
+}
+
+impl HostError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            HostError::Transport(t) => t.hint(),
+            HostError::Observe { .. } => Some("inspect the file on the host; wavectl never resets a state it cannot read".into()),
+            HostError::Script { .. } => None,
+        }
+    }
+}
+
+/// One host: its open connection (when it answered) and what it reported.
+pub struct Observed {
+    pub host: String,
+    pub connection: Option<Connection>,
+    pub report: Result<Observation, HostError>,
+    pub elapsed: Duration,
+}
+
+/// Observes every host that has something in the plan.
+pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
+    let tasks = loaded.desired.hosts.iter().filter_map(|(name, desired)| {
+        let host = loaded.inventory.host(name)?;
+        Some(async move {
+            let start = Instant::now();
+            let (connection, report) = match transport::connect(&loaded.inventory, host).await {
+                Err(e) => (None, Err(HostError::from(e))),
+                Ok(conn) => {
+                    let script = observe::script(&host.root, desired);
+                    let report = match conn.run(&script).await {
+                        Err(e) => Err(HostError::from(e)),
+                        Ok(out) if !out.success() => Err(HostError::Script { host: name.clone(), status: out.status, stderr: out.stderr.trim().to_string() }),
+                        Ok(out) => observe::parse(&host.root, &out.stdout).map_err(|source| HostError::Observe { host: name.clone(), source }),
+                    };
+                    (Some(conn), report)
+                }
+            };
+            Observed { host: name.clone(), connection, report, elapsed: start.elapsed() }
+        })
+    });
+    join_all(tasks).await
+}
+
+/// The observed state of the hosts that answered, for `diff`.
+pub fn observed_map(hosts: &[Observed]) -> BTreeMap<String, crate::observed::HostObserved> {
+    hosts
+        .iter()
+        .filter_map(|o| o.report.as_ref().ok().map(|r| (o.host.clone(), r.observed.clone())))
+        .collect()
+}
+
+pub async fn close_all(hosts: Vec<Observed>) {
+    join_all(hosts.into_iter().filter_map(|o| o.connection).map(Connection::close)).await;
+}

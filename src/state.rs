@@ -1,0 +1,50 @@
+//! The host's record of its current generation (`state.json`) and of a running apply (`lock`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The newest `state.json` schema this build reads and writes.
+pub const STATE_SCHEMA: u32 = 1;
+
+/// `state.json`: what generation the host is at and the hashes of every primitive it applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostState {
+    pub schema: u32,
+    pub generation: u64,
+    /// The plan's git commit; `None` outside git.
+    pub commit: Option<String>,
+    /// The plan tree had uncommitted changes (`apply --allow-dirty`).
+    #[serde(default)]
+    pub dirty: bool,
+    pub plan: String,
+    pub applied_at: String,
+    pub operator: String,
+    /// Managed file path -> sha256.
+    pub files: BTreeMap<String, String>,
+    /// Program name -> spec hash it was (re)started with.
+    pub processes: BTreeMap<String, String>,
+}
+
+/// `lock`: present while an apply runs on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub operator: String,
+    /// Where the apply runs (the operator's machine) and its pid there.
+    pub machine: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub commit: Option<String>,
+    /// A random token: only the apply that wrote the lock removes it.
+    pub token: String,
+}
+
+impl std::fmt::Display for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (pid {} on {}) since {}", self.operator, self.pid, self.machine, self.started_at)?;
+        if let Some(c) = &self.commit {
+            write!(f, ", commit {}", &c[..c.len().min(12)])?;
+        }
+        Ok(())
+    }
+}
