@@ -3,6 +3,7 @@
 //!
 //! The core (plan, render, diff) decides and touches nothing; `cli` is the shell around it.
 
+pub mod backend;
 pub mod cli;
 pub mod diagnostic;
 pub mod diff;
@@ -14,10 +15,9 @@ pub mod plan;
 pub mod primitive;
 pub mod render;
 pub mod repo;
-pub mod secrets;
-pub mod toml_doc;
-pub mod units;
-pub mod backend;
 pub mod run;
+pub mod secrets;
 pub mod state;
+pub mod toml_doc;
 pub mod transport;
+pub mod units;

@@ -41,7 +41,11 @@ pub struct Lock {
 
 impl std::fmt::Display for Lock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (pid {} on {}) since {}", self.operator, self.pid, self.machine, self.started_at)?;
+        write!(
+            f,
+            "{} (pid {} on {}) since {}",
+            self.operator, self.pid, self.machine, self.started_at
+        )?;
         if let Some(c) = &self.commit {
             write!(f, ", commit {}", &c[..c.len().min(12)])?;
         }

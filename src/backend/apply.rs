@@ -98,7 +98,10 @@ struct Steps {
 
 impl Steps {
     fn new() -> Self {
-        Steps { text: String::new(), count: 0 }
+        Steps {
+            text: String::new(),
+            count: 0,
+        }
     }
 
     fn step(&mut self, what: &str, body: &str) {
@@ -116,14 +119,27 @@ impl Steps {
 
 /// The script applying `changes` (one wave's, or the removals) on a host.
 /// Returns the script and its number of steps.
-pub fn wave_script(root: &str, generation: u64, wave: &str, desired: &HostDesired, changes: &[Change]) -> (String, usize) {
+pub fn wave_script(
+    root: &str,
+    generation: u64,
+    wave: &str,
+    desired: &HostDesired,
+    changes: &[Change],
+) -> (String, usize) {
     let mut s = Steps::new();
     // Files first: programs read them when they start.
     for c in changes {
-        let Change::File { path, action, mode, .. } = c else { continue };
+        let Change::File {
+            path, action, mode, ..
+        } = c
+        else {
+            continue;
+        };
         match action {
             FileAction::Create | FileAction::Update => {
-                let Some(f) = desired.files.iter().find(|f| &f.path == path) else { continue };
+                let Some(f) = desired.files.iter().find(|f| &f.path == path) else {
+                    continue;
+                };
                 let encoded = B64.encode(f.content.as_bytes());
                 let mut body = format!("wv_write {} {:04o} <<'WV_EOF'\n", sh_quote(path), f.mode);
                 for chunk in encoded.as_bytes().chunks(76) {
@@ -135,18 +151,28 @@ pub fn wave_script(root: &str, generation: u64, wave: &str, desired: &HostDesire
             }
             FileAction::Chmod => {
                 let m = mode.unwrap_or(0o644);
-                s.step(&format!("chmod {m:04o} {path}"), &format!("wv_backup {p}\nchmod {m:04o} {p}\n", p = sh_quote(path)));
+                s.step(
+                    &format!("chmod {m:04o} {path}"),
+                    &format!("wv_backup {p}\nchmod {m:04o} {p}\n", p = sh_quote(path)),
+                );
             }
             FileAction::Delete => {
-                s.step(&format!("delete {path}"), &format!("wv_backup {p}\nrm -f {p}\n", p = sh_quote(path)));
+                s.step(
+                    &format!("delete {path}"),
+                    &format!("wv_backup {p}\nrm -f {p}\n", p = sh_quote(path)),
+                );
             }
         }
     }
     let program_changed = |name: &str| {
         let conf = format!("files/supervisor/programs/{name}.conf");
-        changes.iter().any(|c| matches!(c, Change::File { path, .. } if *path == conf))
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::File { path, .. } if *path == conf))
     };
-    let supervisor_files_changed = changes.iter().any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")));
+    let supervisor_files_changed = changes
+        .iter()
+        .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")));
     let processes: Vec<(&String, &ProcessAction)> = changes
         .iter()
         .filter_map(|c| match c {
@@ -154,7 +180,7 @@ pub fn wave_script(root: &str, generation: u64, wave: &str, desired: &HostDesire
             _ => None,
         })
         .collect();
-    if supervisor_files_changed || !processes.is_empty() {
+    if supervisor_files_changed {
         // `update` adds new programs, restarts those whose program file changed and stops and
         // removes those whose file is gone.
         s.step("supervisord update", &format!("wv_supervisord\nsupervisorctl -c {CONF} reread >/dev/null\nsupervisorctl -c {CONF} update\n"));
@@ -163,11 +189,19 @@ pub fn wave_script(root: &str, generation: u64, wave: &str, desired: &HostDesire
     for (name, action) in processes {
         match action {
             ProcessAction::Restart if !program_changed(name) => {
-                s.step(&format!("restart {name}"), &format!("supervisorctl -c {CONF} restart {}\n", sh_quote(name)));
+                s.step(
+                    &format!("restart {name}"),
+                    &format!(
+                        "wv_supervisord\nsupervisorctl -c {CONF} restart {}\n",
+                        sh_quote(name)
+                    ),
+                );
                 wait.push(name.clone());
             }
+            // A new program file: `update` added and started it.
+            ProcessAction::Start if program_changed(name) => wait.push(name.clone()),
             ProcessAction::Start => {
-                s.step(&format!("start {name}"), &format!("supervisorctl -c {CONF} start {} | grep -v 'already started' || true\n", sh_quote(name)));
+                s.step(&format!("start {name}"), &format!("wv_supervisord\nsupervisorctl -c {CONF} start {} | grep -v 'already started' || true\n", sh_quote(name)));
                 wait.push(name.clone());
             }
             ProcessAction::Restart => wait.push(name.clone()),
@@ -176,9 +210,16 @@ pub fn wave_script(root: &str, generation: u64, wave: &str, desired: &HostDesire
     }
     if !wait.is_empty() {
         let names: Vec<String> = wait.iter().map(|n| sh_quote(n)).collect();
-        s.step("wait for processes to run", &format!("wv_wait_running {}\n", names.join(" ")));
+        s.step(
+            "wait for processes to run",
+            &format!("wv_wait_running {}\n", names.join(" ")),
+        );
     }
-    let header = format!("R={}\ncd \"$R\"\nG={generation}\nW={}\n", sh_quote(root), sh_quote(&json!(wave).to_string()));
+    let header = format!(
+        "R={}\ncd \"$R\"\nG={generation}\nW={}\n",
+        sh_quote(root),
+        sh_quote(&json!(wave).to_string())
+    );
     (format!("{header}{}{}", prelude(), s.text), s.count)
 }
 
@@ -186,7 +227,11 @@ pub fn wave_script(root: &str, generation: u64, wave: &str, desired: &HostDesire
 pub fn finish_script(root: &str, state: &HostState, token: &str) -> String {
     let body = serde_json::to_string_pretty(state).unwrap_or_default();
     let encoded = B64.encode(body.as_bytes());
-    let header = format!("R={}\ncd \"$R\"\nG={}\nW='\"(finish)\"'\n", sh_quote(root), state.generation);
+    let header = format!(
+        "R={}\ncd \"$R\"\nG={}\nW='\"(finish)\"'\n",
+        sh_quote(root),
+        state.generation
+    );
     let mut s = Steps::new();
     s.step(
         "record generation",
@@ -194,7 +239,12 @@ pub fn finish_script(root: &str, state: &HostState, token: &str) -> String {
             "wv_write state.json 0644 <<'WV_EOF'\n{encoded}\nWV_EOF\nmkdir -p generations\ncp -p state.json \"generations/$G.json\"\n"
         ),
     );
-    format!("{header}{}{}{}", prelude(), s.text, unlock_script(root, token))
+    format!(
+        "{header}{}{}{}",
+        prelude(),
+        s.text,
+        unlock_script(root, token)
+    )
 }
 
 #[cfg(test)]
@@ -220,9 +270,25 @@ mod tests {
     #[test]
     fn a_restart_whose_program_file_changed_is_left_to_update() {
         let changes = vec![
-            Change::File { path: "files/supervisor/programs/a.conf".into(), action: FileAction::Update, mode: Some(0o644), mode_before: Some(0o644), sha256: None, sha256_before: None, diff: None },
-            Change::Process { name: "a".into(), action: ProcessAction::Restart, reason: String::new() },
-            Change::Process { name: "b".into(), action: ProcessAction::Restart, reason: String::new() },
+            Change::File {
+                path: "files/supervisor/programs/a.conf".into(),
+                action: FileAction::Update,
+                mode: Some(0o644),
+                mode_before: Some(0o644),
+                sha256: None,
+                sha256_before: None,
+                diff: None,
+            },
+            Change::Process {
+                name: "a".into(),
+                action: ProcessAction::Restart,
+                reason: String::new(),
+            },
+            Change::Process {
+                name: "b".into(),
+                action: ProcessAction::Restart,
+                reason: String::new(),
+            },
         ];
         let desired = HostDesired {
             files: vec![crate::primitive::FileSpec {
@@ -230,14 +296,19 @@ mod tests {
                 content: "[program:a]\n".into(),
                 mode: 0o644,
                 secret_keys: vec![],
-                origin: crate::primitive::Origin { wave: "w".into(), resource: "process.a".into() },
+                origin: crate::primitive::Origin {
+                    wave: "w".into(),
+                    resource: "process.a".into(),
+                },
             }],
             ..HostDesired::default()
         };
         let (script, steps) = wave_script("/r", 3, "w", &desired, &changes);
         assert_eq!(steps, 4);
         assert!(script.contains("wv_write 'files/supervisor/programs/a.conf' 0644 <<'WV_EOF'\nW3Byb2dyYW06YV0K\nWV_EOF\n"));
-        assert!(script.contains("supervisorctl -c files/supervisor/supervisord.conf restart 'b'\n"));
+        assert!(
+            script.contains("supervisorctl -c files/supervisor/supervisord.conf restart 'b'\n")
+        );
         assert!(!script.contains("restart 'a'"));
         assert!(script.contains("wv_wait_running 'a' 'b'\n"));
     }

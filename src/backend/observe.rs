@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::backend::supervisord::{self, parse_status_line};
 use crate::backend::sh_quote;
+use crate::backend::supervisord::{self, parse_status_line};
 use crate::observed::{HostObserved, ObservedFile, ObservedProcess};
 use crate::primitive::HostDesired;
 use crate::state::{HostState, Lock, STATE_SCHEMA};
@@ -21,13 +21,19 @@ const BASE_PROGRAMS: &[&str] = &["supervisord", "supervisorctl", "sha256sum", "b
 pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
     let mut out: Vec<String> = BASE_PROGRAMS.iter().map(|s| s.to_string()).collect();
     for p in &desired.processes {
-        if let Some(cmd) = p.command.first() {
-            if !cmd.starts_with('/') && !out.contains(cmd) {
-                out.push(cmd.clone());
-            }
+        if let Some(cmd) = p.command.first()
+            && !cmd.starts_with('/')
+            && !out.contains(cmd)
+        {
+            out.push(cmd.clone());
         }
     }
-    if desired.files.iter().any(|f| f.path == crate::plan::expand::PATH_HEARTBEAT) && !out.iter().any(|p| p == "curl") {
+    if desired
+        .files
+        .iter()
+        .any(|f| f.path == crate::plan::expand::PATH_HEARTBEAT)
+        && !out.iter().any(|p| p == "curl")
+    {
         out.push("curl".into());
     }
     if !desired.databases.is_empty() && !out.iter().any(|p| p == "sqlite3") {
@@ -41,10 +47,7 @@ pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
 pub fn script(root: &str, desired: &HostDesired) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "R={}", sh_quote(root));
-    s.push_str(concat!(
-        "printf 'home %s\\n' \"$HOME\"\n",
-        "for b in",
-    ));
+    s.push_str(concat!("printf 'home %s\\n' \"$HOME\"\n", "for b in",));
     for p in needed_programs(desired) {
         let _ = write!(s, " {}", sh_quote(&p));
     }
@@ -94,7 +97,9 @@ pub struct Observation {
 pub enum ObserveError {
     #[error("{root}/state.json is unreadable ({reason}); it is left as is")]
     BadState { root: String, reason: String },
-    #[error("{root}/state.json has schema {found}, newer than this wavectl ({STATE_SCHEMA}); upgrade wavectl")]
+    #[error(
+        "{root}/state.json has schema {found}, newer than this wavectl ({STATE_SCHEMA}); upgrade wavectl"
+    )]
     NewerState { root: String, found: u32 },
     #[error("{root}/lock is unreadable ({reason})")]
     BadLock { root: String, reason: String },
@@ -118,17 +123,27 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                 }
             }
             "state" => {
-                let bad = |reason: String| ObserveError::BadState { root: root.into(), reason };
+                let bad = |reason: String| ObserveError::BadState {
+                    root: root.into(),
+                    reason,
+                };
                 let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
-                let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+                let raw: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
                 let found = raw.get("schema").and_then(|s| s.as_u64()).unwrap_or(0) as u32;
                 if found > STATE_SCHEMA {
-                    return Err(ObserveError::NewerState { root: root.into(), found });
+                    return Err(ObserveError::NewerState {
+                        root: root.into(),
+                        found,
+                    });
                 }
                 o.state = Some(serde_json::from_value(raw).map_err(|e| bad(e.to_string()))?);
             }
             "lock" => {
-                let bad = |reason: String| ObserveError::BadLock { root: root.into(), reason };
+                let bad = |reason: String| ObserveError::BadLock {
+                    root: root.into(),
+                    reason,
+                };
                 let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
                 o.lock = Some(serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?);
             }
@@ -145,7 +160,8 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
             "content" => {
                 if let Some((p, b)) = rest.split_once(' ') {
                     if let Ok(bytes) = B64.decode(b.trim()) {
-                        contents.insert(p.to_string(), String::from_utf8_lossy(&bytes).into_owned());
+                        contents
+                            .insert(p.to_string(), String::from_utf8_lossy(&bytes).into_owned());
                     }
                 } else {
                     contents.insert(rest.to_string(), String::new());
@@ -167,12 +183,29 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
     for (path, sha256) in shas {
         let mode = modes.get(&path).copied().unwrap_or(0);
         let content = contents.remove(&path);
-        o.observed.files.insert(path, ObservedFile { sha256, mode, content });
+        o.observed.files.insert(
+            path,
+            ObservedFile {
+                sha256,
+                mode,
+                content,
+            },
+        );
     }
-    let hashes = o.state.as_ref().map(|s| s.processes.clone()).unwrap_or_default();
+    let hashes = o
+        .state
+        .as_ref()
+        .map(|s| s.processes.clone())
+        .unwrap_or_default();
     for l in status {
         let restarts = spawned.get(&l.name).map_or(0, |n| n.saturating_sub(1));
-        let p = ObservedProcess { state: l.state, pid: l.pid, uptime_s: l.uptime_s, restarts, spec_hash: hashes.get(&l.name).cloned() };
+        let p = ObservedProcess {
+            state: l.state,
+            pid: l.pid,
+            uptime_s: l.uptime_s,
+            restarts,
+            spec_hash: hashes.get(&l.name).cloned(),
+        };
         o.observed.processes.insert(l.name, p);
     }
     Ok(o)
@@ -195,11 +228,22 @@ mod tests {
         let o = parse("/r", &report).unwrap();
         assert_eq!(o.missing_programs, vec!["nats-server"]);
         assert_eq!(o.state.as_ref().unwrap().generation, 4);
-        assert_eq!(o.observed.files["files/a.yml"].content.as_deref(), Some("x: 1\n"));
+        assert_eq!(
+            o.observed.files["files/a.yml"].content.as_deref(),
+            Some("x: 1\n")
+        );
         assert_eq!(o.observed.files["files/env/x.env"].mode, 0o600);
         assert_eq!(o.observed.files["files/env/x.env"].content, None);
         let edge = &o.observed.processes["edge"];
-        assert_eq!((edge.state, edge.pid, edge.restarts, edge.spec_hash.as_deref()), (ProcessState::Running, Some(42), 2, Some("h1")));
+        assert_eq!(
+            (
+                edge.state,
+                edge.pid,
+                edge.restarts,
+                edge.spec_hash.as_deref()
+            ),
+            (ProcessState::Running, Some(42), 2, Some("h1"))
+        );
         assert_eq!(o.observed.processes["oracle"].state, ProcessState::Fatal);
     }
 
@@ -207,7 +251,13 @@ mod tests {
     fn a_newer_state_schema_is_an_error_not_a_reset() {
         let state = B64.encode(r#"{"schema":99}"#);
         let err = parse("/r", &format!("root ok\nstate {state}\n")).unwrap_err();
-        assert_eq!(err, ObserveError::NewerState { root: "/r".into(), found: 99 });
+        assert_eq!(
+            err,
+            ObserveError::NewerState {
+                root: "/r".into(),
+                found: 99
+            }
+        );
         let err = parse("/r", "root ok\nstate !!!\n").unwrap_err();
         assert!(matches!(err, ObserveError::BadState { .. }));
     }

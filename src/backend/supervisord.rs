@@ -31,9 +31,19 @@ pub fn parse_status_line(line: &str) -> Option<StatusLine> {
     };
     let rest: Vec<&str> = words.collect();
     let rest = rest.join(" ");
-    let pid = rest.strip_prefix("pid ").and_then(|r| r.split(',').next()).and_then(|p| p.trim().parse().ok());
-    let uptime_s = rest.split_once("uptime ").and_then(|(_, u)| parse_uptime(u));
-    Some(StatusLine { name, state, pid, uptime_s })
+    let pid = rest
+        .strip_prefix("pid ")
+        .and_then(|r| r.split(',').next())
+        .and_then(|p| p.trim().parse().ok());
+    let uptime_s = rest
+        .split_once("uptime ")
+        .and_then(|(_, u)| parse_uptime(u));
+    Some(StatusLine {
+        name,
+        state,
+        pid,
+        uptime_s,
+    })
 }
 
 /// `0:00:12`, `1 day, 2:03:04`, `3 days, 0:00:01`.
@@ -42,7 +52,10 @@ fn parse_uptime(text: &str) -> Option<u64> {
         Some((d, c)) => (d.split_whitespace().next()?.parse::<u64>().ok()?, c.trim()),
         None => (0, text.trim()),
     };
-    let parts: Vec<u64> = clock.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let parts: Vec<u64> = clock
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let [h, m, s] = parts[..] else { return None };
     Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
@@ -53,10 +66,26 @@ mod tests {
 
     #[test]
     fn status_lines_of_each_shape_parse() {
-        let l = parse_status_line("agent-ResourceManager            RUNNING   pid 4711, uptime 1 day, 2:03:04").unwrap();
-        assert_eq!((l.name.as_str(), l.state, l.pid, l.uptime_s), ("agent-ResourceManager", ProcessState::Running, Some(4711), Some(93_784)));
-        let l = parse_status_line("edge   FATAL     Exited too quickly (process log may have details)").unwrap();
-        assert_eq!((l.state, l.pid, l.uptime_s), (ProcessState::Fatal, None, None));
+        let l = parse_status_line(
+            "agent-ResourceManager            RUNNING   pid 4711, uptime 1 day, 2:03:04",
+        )
+        .unwrap();
+        assert_eq!(
+            (l.name.as_str(), l.state, l.pid, l.uptime_s),
+            (
+                "agent-ResourceManager",
+                ProcessState::Running,
+                Some(4711),
+                Some(93_784)
+            )
+        );
+        let l =
+            parse_status_line("edge   FATAL     Exited too quickly (process log may have details)")
+                .unwrap();
+        assert_eq!(
+            (l.state, l.pid, l.uptime_s),
+            (ProcessState::Fatal, None, None)
+        );
         let l = parse_status_line("oracle STOPPED   Nov 23 04:00 PM").unwrap();
         assert_eq!(l.state, ProcessState::Stopped);
     }

@@ -26,7 +26,13 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
     let loaded = ctx.load(plan)?;
     let commit = ctx.plan_commit(plan)?;
     if commit.dirty && !opts.allow_dirty {
-        let files = commit.dirty_files.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+        let files = commit
+            .dirty_files
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         bail!(
             "the plan repo has changes no commit holds ({files}); a generation must name the commit it came from\nhint: commit them, or run with --allow-dirty (the generation is then marked dirty)"
         );

@@ -35,17 +35,24 @@ impl Context {
     }
 
     pub fn palette(&self) -> crate::diff::Palette {
-        if self.color { crate::diff::Palette::colored() } else { crate::diff::Palette::plain() }
+        if self.color {
+            crate::diff::Palette::colored()
+        } else {
+            crate::diff::Palette::plain()
+        }
     }
 
     pub fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
-        Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+        Ok(tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?)
     }
 
     /// The commit the plan comes from and whether its repo has uncommitted changes.
     pub fn plan_commit(&self, plan: &Path) -> anyhow::Result<crate::run::git::PlanCommit> {
         let (repo, _) = WorkTree::for_plan(plan);
-        crate::run::git::plan_commit(repo.root()).with_context(|| format!("cannot read git state of {}", repo.root().display()))
+        crate::run::git::plan_commit(repo.root())
+            .with_context(|| format!("cannot read git state of {}", repo.root().display()))
     }
 
     /// Reads, validates and expands the plan from the work tree.

@@ -16,17 +16,37 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
     ctx.runtime()?.block_on(async {
         let observed = observe_all(&loaded).await;
         let changes = crate::run::changes_for(&loaded, &observed);
-        let unreachable: Vec<_> = observed.iter().filter_map(|o| o.report.as_ref().err().map(|e| (o.host.clone(), e.to_string(), e.hint()))).collect();
+        let unreachable: Vec<_> = observed
+            .iter()
+            .filter_map(|o| {
+                o.report
+                    .as_ref()
+                    .err()
+                    .map(|e| (o.host.clone(), e.to_string(), e.hint()))
+            })
+            .collect();
         let mut out = anstream::stdout().lock();
         match ctx.output {
             Output::Json => {
                 let mut doc = serde_json::to_value(&changes)?;
-                doc["unreachable"] = json!(unreachable.iter().map(|(h, e, hint)| json!({ "host": h, "error": e, "hint": hint })).collect::<Vec<_>>());
+                doc["unreachable"] = json!(
+                    unreachable
+                        .iter()
+                        .map(|(h, e, hint)| json!({ "host": h, "error": e, "hint": hint }))
+                        .collect::<Vec<_>>()
+                );
                 doc["in_sync"] = json!(changes.is_empty() && unreachable.is_empty());
                 writeln!(out, "{doc}")?;
             }
             Output::Human => {
-                write!(out, "{}", HumanDiff { changes: &changes, palette: ctx.palette() })?;
+                write!(
+                    out,
+                    "{}",
+                    HumanDiff {
+                        changes: &changes,
+                        palette: ctx.palette()
+                    }
+                )?;
                 for (_, e, hint) in &unreachable {
                     writeln!(out, "error: {e}")?;
                     if let Some(h) = hint {

@@ -99,7 +99,18 @@ pub fn main() -> ExitCode {
         Command::Validate { plan } => validate::run(&ctx, plan),
         Command::Render { plan, host } => render::run(&ctx, plan, host.as_deref()),
         Command::Diff { plan } => diff::run(&ctx, plan),
-        Command::Apply { plan, yes, allow_dirty } => apply::run(&ctx, plan, &apply::Options { yes: *yes, allow_dirty: *allow_dirty }),
+        Command::Apply {
+            plan,
+            yes,
+            allow_dirty,
+        } => apply::run(
+            &ctx,
+            plan,
+            &apply::Options {
+                yes: *yes,
+                allow_dirty: *allow_dirty,
+            },
+        ),
         Command::Status { plan } => status::run(&ctx, plan),
     };
     match result {

@@ -17,16 +17,20 @@ pub struct Bars {
 
 impl Bars {
     pub fn new() -> Self {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::new(BTreeMap::new()) }
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(BTreeMap::new()),
+        }
     }
 
     fn bar(&self, host: &str) -> ProgressBar {
         let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         bars.entry(host.to_string())
             .or_insert_with(|| {
-                let style = ProgressStyle::with_template("{prefix:>10} {msg:32!} [{bar:30}] {pos}/{len}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+                let style =
+                    ProgressStyle::with_template("{prefix:>10} {msg:32!} [{bar:30}] {pos}/{len}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> ");
                 let b = self.multi.add(ProgressBar::new(0).with_style(style));
                 b.set_prefix(host.to_string());
                 b
@@ -44,7 +48,13 @@ impl Default for Bars {
 impl Sink for Bars {
     fn event(&self, e: Event) {
         match e {
-            Event::WaveStart { host, wave, wave_index, wave_count, steps } => {
+            Event::WaveStart {
+                host,
+                wave,
+                wave_index,
+                wave_count,
+                steps,
+            } => {
                 let b = self.bar(&host);
                 b.set_length(steps as u64);
                 b.set_position(0);
@@ -52,11 +62,15 @@ impl Sink for Bars {
             }
             Event::Step { host, step, .. } => self.bar(&host).set_position(step as u64),
             Event::WaveDone { .. } => {}
-            Event::Failed { host, step, error, .. } => {
+            Event::Failed {
+                host, step, error, ..
+            } => {
                 let b = self.bar(&host);
                 b.abandon_with_message(format!("FAILED at {step}: {error}"));
             }
-            Event::Recorded { host, generation } => self.bar(&host).finish_with_message(format!("generation {generation} recorded")),
+            Event::Recorded { host, generation } => self
+                .bar(&host)
+                .finish_with_message(format!("generation {generation} recorded")),
         }
     }
 }
@@ -67,11 +81,33 @@ pub struct Lines;
 impl Sink for Lines {
     fn event(&self, e: Event) {
         let line = match e {
-            Event::WaveStart { host, wave, wave_index, wave_count, steps } => format!("{host}: wave {}/{wave_count} {wave}: {steps} steps", wave_index + 1),
-            Event::Step { host, wave, step, steps, what } => format!("{host}: {wave}: step {step}/{steps} {what}"),
+            Event::WaveStart {
+                host,
+                wave,
+                wave_index,
+                wave_count,
+                steps,
+            } => format!(
+                "{host}: wave {}/{wave_count} {wave}: {steps} steps",
+                wave_index + 1
+            ),
+            Event::Step {
+                host,
+                wave,
+                step,
+                steps,
+                what,
+            } => format!("{host}: {wave}: step {step}/{steps} {what}"),
             Event::WaveDone { host, wave } => format!("{host}: {wave}: done"),
-            Event::Failed { host, wave, step, error } => format!("{host}: {wave}: FAILED at {step}: {error}"),
-            Event::Recorded { host, generation } => format!("{host}: generation {generation} recorded"),
+            Event::Failed {
+                host,
+                wave,
+                step,
+                error,
+            } => format!("{host}: {wave}: FAILED at {step}: {error}"),
+            Event::Recorded { host, generation } => {
+                format!("{host}: generation {generation} recorded")
+            }
         };
         let _ = writeln!(std::io::stderr(), "{line}");
     }

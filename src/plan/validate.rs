@@ -237,7 +237,7 @@ impl Checker<'_> {
         }
     }
 
-    /// A batch's Pushgateway/NATS server: the named one, or the only one on the batch's host.
+    /// A batch's Pushgateway/NATS server: the named one, or the one on the batch's host, if any.
     fn on_host_or_named(
         &mut self,
         kind: Kind,
@@ -256,14 +256,15 @@ impl Checker<'_> {
             .into_iter()
             .filter(|r| r.kind == kind && r.host == *host.get_ref())
             .count();
-        if on_host != 1 {
+        // None is fine (the agent runs without one); two or more is ambiguous.
+        if on_host > 1 {
             self.error(
                 batch.span(),
                 format!(
-                    "batch `{}` does not name its `{field}` and host `{}` has {on_host} {} resources, expected `{field} = \"...\"`",
+                    "batch `{}` does not name its `{field}` and host `{}` has {on_host} {} resources; expected `{field} = \"...\"`",
                     batch.get_ref(),
                     host.get_ref(),
-                    kind.key()
+                    kind.noun()
                 ),
             );
         }

@@ -26,7 +26,14 @@ pub enum ApplyError {
     #[error("host {host} is locked by another apply: {lock}")]
     Locked { host: String, lock: Lock },
     #[error("host {host}, wave {wave}: step `{step}` failed: {message}")]
-    Step { host: String, wave: String, step: String, message: String, root: String, generation: u64 },
+    Step {
+        host: String,
+        wave: String,
+        step: String,
+        message: String,
+        root: String,
+        generation: u64,
+    },
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("host {host}: {message}")]
@@ -36,8 +43,12 @@ pub enum ApplyError {
 impl ApplyError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            ApplyError::Locked { host, .. } => Some(format!("wait for it to finish; if it is dead, run `wavectl unlock {host}`")),
-            ApplyError::Step { root, generation, .. } => Some(format!(
+            ApplyError::Locked { host, .. } => Some(format!(
+                "wait for it to finish; if it is dead, run `wavectl unlock {host}`"
+            )),
+            ApplyError::Step {
+                root, generation, ..
+            } => Some(format!(
                 "nothing was lost: the previous bytes of every file this apply changed are in {root}/backups/{generation}/ on the host; run `wavectl diff` to see where the hosts stand, fix the cause, then apply again"
             )),
             ApplyError::Transport(t) => t.hint(),
@@ -63,14 +74,36 @@ struct HostRun<'a> {
 
 /// Applies `changes`, which `diff` computed from `observed`; the change set must have no
 /// problems. The connections of `observed` are reused.
-pub async fn apply(loaded: &Loaded, observed: &[Observed], changes: &ChangeSet, commit: &PlanCommit, sink: &dyn Sink) -> Result<Applied, ApplyError> {
+pub async fn apply(
+    loaded: &Loaded,
+    observed: &[Observed],
+    changes: &ChangeSet,
+    commit: &PlanCommit,
+    sink: &dyn Sink,
+) -> Result<Applied, ApplyError> {
     let mut hosts = Vec::new();
     for hc in changes.hosts.iter().filter(|h| !h.is_empty()) {
-        let Some(o) = observed.iter().find(|o| o.host == hc.host) else { continue };
-        let (Some(conn), Ok(report)) = (&o.connection, &o.report) else { continue };
-        let (Some(desired), Some(inv)) = (loaded.desired.hosts.get(&hc.host), loaded.inventory.host(&hc.host)) else { continue };
+        let Some(o) = observed.iter().find(|o| o.host == hc.host) else {
+            continue;
+        };
+        let (Some(conn), Ok(report)) = (&o.connection, &o.report) else {
+            continue;
+        };
+        let (Some(desired), Some(inv)) = (
+            loaded.desired.hosts.get(&hc.host),
+            loaded.inventory.host(&hc.host),
+        ) else {
+            continue;
+        };
         let previous = report.state.as_ref().map_or(0, |s| s.generation);
-        hosts.push(HostRun { name: &hc.host, root: &inv.root, conn, desired, changes: hc, generation: previous + 1 });
+        hosts.push(HostRun {
+            name: &hc.host,
+            root: &inv.root,
+            conn,
+            desired,
+            changes: hc,
+            generation: previous + 1,
+        });
     }
     let token = token();
     let lock = Lock {
@@ -94,14 +127,25 @@ pub async fn apply(loaded: &Loaded, observed: &[Observed], changes: &ChangeSet, 
 }
 
 async fn lock_all(hosts: &[HostRun<'_>], lock: &Lock) -> Result<(), ApplyError> {
-    let results = join_all(hosts.iter().map(|h| async move { (h, h.conn.run(&lock_script(h.root, lock)).await) })).await;
+    let results = join_all(
+        hosts
+            .iter()
+            .map(|h| async move { (h, h.conn.run(&lock_script(h.root, lock)).await) }),
+    )
+    .await;
     let mut failure = None;
     for (h, r) in results {
         let err = match r {
             Ok(out) if out.stdout.trim() == "locked" => continue,
             Ok(out) => match out.stdout.trim().strip_prefix("held ").map(parse_lock) {
-                Some(Some(held)) => ApplyError::Locked { host: h.name.to_string(), lock: held },
-                _ => ApplyError::Script { host: h.name.to_string(), message: format!("cannot take the lock in {}: {}", h.root, out.stderr.trim()) },
+                Some(Some(held)) => ApplyError::Locked {
+                    host: h.name.to_string(),
+                    lock: held,
+                },
+                _ => ApplyError::Script {
+                    host: h.name.to_string(),
+                    message: format!("cannot take the lock in {}: {}", h.root, out.stderr.trim()),
+                },
             },
             Err(e) => e.into(),
         };
@@ -118,7 +162,9 @@ async fn lock_all(hosts: &[HostRun<'_>], lock: &Lock) -> Result<(), ApplyError> 
 
 fn parse_lock(b64: &str) -> Option<Lock> {
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -130,53 +176,122 @@ async fn unlock_all(hosts: &[HostRun<'_>], token: &str) {
     .await;
 }
 
-async fn run_waves(loaded: &Loaded, hosts: &[HostRun<'_>], sink: &dyn Sink) -> Result<(), ApplyError> {
+async fn run_waves(
+    loaded: &Loaded,
+    hosts: &[HostRun<'_>],
+    sink: &dyn Sink,
+) -> Result<(), ApplyError> {
     let waves = &loaded.desired.waves;
     let count = waves.len() + 1;
     for (index, wave) in waves.iter().enumerate() {
         let todo: Vec<(&HostRun, &[Change])> = hosts
             .iter()
-            .filter_map(|h| h.changes.waves.iter().find(|w| w.wave == wave.name).map(|w| (h, w.changes.as_slice())))
+            .filter_map(|h| {
+                h.changes
+                    .waves
+                    .iter()
+                    .find(|w| w.wave == wave.name)
+                    .map(|w| (h, w.changes.as_slice()))
+            })
             .collect();
         run_wave(&wave.name, index, count, wave.max_parallel, &todo, sink).await?;
     }
-    let removals: Vec<(&HostRun, &[Change])> = hosts.iter().filter(|h| !h.changes.removals.is_empty()).map(|h| (h, h.changes.removals.as_slice())).collect();
+    let removals: Vec<(&HostRun, &[Change])> = hosts
+        .iter()
+        .filter(|h| !h.changes.removals.is_empty())
+        .map(|h| (h, h.changes.removals.as_slice()))
+        .collect();
     run_wave(REMOVALS_WAVE, waves.len(), count, u32::MAX, &removals, sink).await
 }
 
-async fn run_wave(wave: &str, index: usize, count: usize, max_parallel: u32, todo: &[(&HostRun<'_>, &[Change])], sink: &dyn Sink) -> Result<(), ApplyError> {
+async fn run_wave(
+    wave: &str,
+    index: usize,
+    count: usize,
+    max_parallel: u32,
+    todo: &[(&HostRun<'_>, &[Change])],
+    sink: &dyn Sink,
+) -> Result<(), ApplyError> {
     let permits = Arc::new(Semaphore::new(max_parallel.clamp(1, 1024) as usize));
     let results = join_all(todo.iter().map(|(h, changes)| {
         let permits = permits.clone();
         async move {
             let _permit = permits.acquire().await;
             let (script, steps) = wave_script(h.root, h.generation, wave, h.desired, changes);
-            sink.event(Event::WaveStart { host: h.name.into(), wave: wave.into(), wave_index: index, wave_count: count, steps });
+            sink.event(Event::WaveStart {
+                host: h.name.into(),
+                wave: wave.into(),
+                wave_index: index,
+                wave_count: count,
+                steps,
+            });
             let mut done = 0;
             let out = h
                 .conn
                 .run_streaming(&script, |line| {
                     if let Some(what) = line.strip_prefix("step ") {
                         done += 1;
-                        sink.event(Event::Step { host: h.name.into(), wave: wave.into(), step: done, steps, what: what.into() });
+                        sink.event(Event::Step {
+                            host: h.name.into(),
+                            wave: wave.into(),
+                            step: done,
+                            steps,
+                            what: what.into(),
+                        });
                     }
                 })
                 .await?;
             if out.success() {
-                sink.event(Event::WaveDone { host: h.name.into(), wave: wave.into() });
+                sink.event(Event::WaveDone {
+                    host: h.name.into(),
+                    wave: wave.into(),
+                });
                 return Ok(());
             }
-            let step = out.stdout.lines().rev().find_map(|l| l.strip_prefix("failed ")).unwrap_or("start").to_string();
-            let message = out.stderr.trim().lines().last().unwrap_or("(no message)").to_string();
-            sink.event(Event::Failed { host: h.name.into(), wave: wave.into(), step: step.clone(), error: message.clone() });
-            Err(ApplyError::Step { host: h.name.into(), wave: wave.into(), step, message, root: h.root.into(), generation: h.generation })
+            let step = out
+                .stdout
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("failed "))
+                .unwrap_or("start")
+                .to_string();
+            let message = out
+                .stderr
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("(no message)")
+                .to_string();
+            sink.event(Event::Failed {
+                host: h.name.into(),
+                wave: wave.into(),
+                step: step.clone(),
+                error: message.clone(),
+            });
+            Err(ApplyError::Step {
+                host: h.name.into(),
+                wave: wave.into(),
+                step,
+                message,
+                root: h.root.into(),
+                generation: h.generation,
+            })
         }
     }))
     .await;
-    results.into_iter().collect::<Result<Vec<()>, ApplyError>>().map(|_| ())
+    results
+        .into_iter()
+        .collect::<Result<Vec<()>, ApplyError>>()
+        .map(|_| ())
 }
 
-async fn finish_all(loaded: &Loaded, hosts: &[HostRun<'_>], commit: &PlanCommit, token: &str, sink: &dyn Sink) -> Result<Applied, ApplyError> {
+async fn finish_all(
+    loaded: &Loaded,
+    hosts: &[HostRun<'_>],
+    commit: &PlanCommit,
+    token: &str,
+    sink: &dyn Sink,
+) -> Result<Applied, ApplyError> {
     let results = join_all(hosts.iter().map(|h| async move {
         let state = HostState {
             schema: STATE_SCHEMA,
@@ -186,14 +301,34 @@ async fn finish_all(loaded: &Loaded, hosts: &[HostRun<'_>], commit: &PlanCommit,
             plan: loaded.desired.plan.clone(),
             applied_at: super::now_rfc3339(),
             operator: super::operator(),
-            files: h.desired.files.iter().map(|f| (f.path.clone(), f.sha256())).collect(),
-            processes: h.desired.processes.iter().map(|p| (p.name.clone(), p.spec_hash())).collect(),
+            files: h
+                .desired
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.sha256()))
+                .collect(),
+            processes: h
+                .desired
+                .processes
+                .iter()
+                .map(|p| (p.name.clone(), p.spec_hash()))
+                .collect(),
         };
         let out = h.conn.run(&finish_script(h.root, &state, token)).await?;
         if !out.success() {
-            return Err(ApplyError::Script { host: h.name.into(), message: format!("cannot record generation {}: {}", h.generation, out.stderr.trim()) });
+            return Err(ApplyError::Script {
+                host: h.name.into(),
+                message: format!(
+                    "cannot record generation {}: {}",
+                    h.generation,
+                    out.stderr.trim()
+                ),
+            });
         }
-        sink.event(Event::Recorded { host: h.name.into(), generation: h.generation });
+        sink.event(Event::Recorded {
+            host: h.name.into(),
+            generation: h.generation,
+        });
         Ok((h.name.to_string(), h.generation))
     }))
     .await;
@@ -203,6 +338,12 @@ async fn finish_all(loaded: &Loaded, hosts: &[HostRun<'_>], commit: &PlanCommit,
 
 /// A token unique to this apply: only it may remove the locks it took.
 fn token() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    crate::primitive::sha256_hex(format!("{}-{nanos}-{}", std::process::id(), super::machine()).as_bytes())[..24].to_string()
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    crate::primitive::sha256_hex(
+        format!("{}-{nanos}-{}", std::process::id(), super::machine()).as_bytes(),
+    )[..24]
+        .to_string()
 }

@@ -6,13 +6,30 @@ use serde::Serialize;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A host's changes for a wave start: `steps` in all.
-    WaveStart { host: String, wave: String, wave_index: usize, wave_count: usize, steps: usize },
+    WaveStart {
+        host: String,
+        wave: String,
+        wave_index: usize,
+        wave_count: usize,
+        steps: usize,
+    },
     /// One step finished on a host.
-    Step { host: String, wave: String, step: usize, steps: usize, what: String },
+    Step {
+        host: String,
+        wave: String,
+        step: usize,
+        steps: usize,
+        what: String,
+    },
     /// A host finished a wave.
     WaveDone { host: String, wave: String },
     /// A step failed: what ran last and what the host said.
-    Failed { host: String, wave: String, step: String, error: String },
+    Failed {
+        host: String,
+        wave: String,
+        step: String,
+        error: String,
+    },
     /// The new generation is recorded on the host.
     Recorded { host: String, generation: u64 },
 }

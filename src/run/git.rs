@@ -17,16 +17,32 @@ pub struct PlanCommit {
 pub fn plan_commit(repo_root: &Path) -> Result<PlanCommit, git2::Error> {
     let repo = match Repository::open(repo_root) {
         Ok(r) => r,
-        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(PlanCommit { commit: None, dirty: true, dirty_files: vec![] }),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            return Ok(PlanCommit {
+                commit: None,
+                dirty: true,
+                dirty_files: vec![],
+            });
+        }
         Err(e) => return Err(e),
     };
-    let commit = repo.head().ok().and_then(|h| h.peel_to_commit().ok()).map(|c| c.id().to_string());
+    let commit = repo
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id().to_string());
     let mut opts = StatusOptions::new();
-    opts.include_untracked(true).recurse_untracked_dirs(true).include_ignored(false);
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
     let dirty_files: Vec<String> = repo
         .statuses(Some(&mut opts))?
         .iter()
         .filter_map(|s| s.path().ok().map(str::to_string))
         .collect();
-    Ok(PlanCommit { commit, dirty: !dirty_files.is_empty(), dirty_files })
+    Ok(PlanCommit {
+        commit,
+        dirty: !dirty_files.is_empty(),
+        dirty_files,
+    })
 }

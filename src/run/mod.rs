@@ -8,12 +8,16 @@ pub mod observe;
 
 /// `user@machine` of whoever runs wavectl, for locks and generations.
 pub fn operator() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     format!("{user}@{}", machine())
 }
 
 pub fn machine() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 pub fn now_rfc3339() -> String {
@@ -22,12 +26,21 @@ pub fn now_rfc3339() -> String {
 
 /// The change set for the hosts that answered, with each host's blocking problems added:
 /// missing programs (with the package to install) and unreadable states.
-pub fn changes_for(loaded: &crate::load::Loaded, observed: &[observe::Observed]) -> crate::diff::ChangeSet {
+pub fn changes_for(
+    loaded: &crate::load::Loaded,
+    observed: &[observe::Observed],
+) -> crate::diff::ChangeSet {
     let map = observe::observed_map(observed);
     let mut changes = crate::diff::diff(&loaded.desired, &map, &loaded.secrets);
     changes.hosts.retain(|h| map.contains_key(&h.host));
     for h in &mut changes.hosts {
-        let Some(Ok(report)) = observed.iter().find(|o| o.host == h.host).map(|o| &o.report) else { continue };
+        let Some(Ok(report)) = observed
+            .iter()
+            .find(|o| o.host == h.host)
+            .map(|o| &o.report)
+        else {
+            continue;
+        };
         for p in &report.missing_programs {
             h.problems.push(format!(
                 "program `{p}` is not installed on {}; install it: apt-get install {}",

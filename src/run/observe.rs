@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use crate::backend::observe::{self, ObserveError, Observation};
+use crate::backend::observe::{self, Observation, ObserveError};
 use crate::load::Loaded;
 use crate::transport::{self, Connection, TransportError};
 
@@ -21,14 +21,20 @@ pub enum HostError {
         source: ObserveError,
     },
     #[error("host {host}: the observe script failed (exit {status:?}): {stderr}")]
-    Script { host: String, status: Option<i32>, stderr: String },
+    Script {
+        host: String,
+        status: Option<i32>,
+        stderr: String,
+    },
 }
 
 impl HostError {
     pub fn hint(&self) -> Option<String> {
         match self {
             HostError::Transport(t) => t.hint(),
-            HostError::Observe { .. } => Some("inspect the file on the host; wavectl never resets a state it cannot read".into()),
+            HostError::Observe { .. } => Some(
+                "inspect the file on the host; wavectl never resets a state it cannot read".into(),
+            ),
             HostError::Script { .. } => None,
         }
     }
@@ -54,13 +60,27 @@ pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
                     let script = observe::script(&host.root, desired);
                     let report = match conn.run(&script).await {
                         Err(e) => Err(HostError::from(e)),
-                        Ok(out) if !out.success() => Err(HostError::Script { host: name.clone(), status: out.status, stderr: out.stderr.trim().to_string() }),
-                        Ok(out) => observe::parse(&host.root, &out.stdout).map_err(|source| HostError::Observe { host: name.clone(), source }),
+                        Ok(out) if !out.success() => Err(HostError::Script {
+                            host: name.clone(),
+                            status: out.status,
+                            stderr: out.stderr.trim().to_string(),
+                        }),
+                        Ok(out) => observe::parse(&host.root, &out.stdout).map_err(|source| {
+                            HostError::Observe {
+                                host: name.clone(),
+                                source,
+                            }
+                        }),
                     };
                     (Some(conn), report)
                 }
             };
-            Observed { host: name.clone(), connection, report, elapsed: start.elapsed() }
+            Observed {
+                host: name.clone(),
+                connection,
+                report,
+                elapsed: start.elapsed(),
+            }
         })
     });
     join_all(tasks).await
@@ -70,10 +90,21 @@ pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
 pub fn observed_map(hosts: &[Observed]) -> BTreeMap<String, crate::observed::HostObserved> {
     hosts
         .iter()
-        .filter_map(|o| o.report.as_ref().ok().map(|r| (o.host.clone(), r.observed.clone())))
+        .filter_map(|o| {
+            o.report
+                .as_ref()
+                .ok()
+                .map(|r| (o.host.clone(), r.observed.clone()))
+        })
         .collect()
 }
 
 pub async fn close_all(hosts: Vec<Observed>) {
-    join_all(hosts.into_iter().filter_map(|o| o.connection).map(Connection::close)).await;
+    join_all(
+        hosts
+            .into_iter()
+            .filter_map(|o| o.connection)
+            .map(Connection::close),
+    )
+    .await;
 }

@@ -15,7 +15,11 @@ use crate::inventory::{Host, Inventory, Transport as Kind};
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("host {host}: cannot connect over ssh to `{destination}`: {reason}")]
-    Connect { host: String, destination: String, reason: String },
+    Connect {
+        host: String,
+        destination: String,
+        reason: String,
+    },
     #[error("host {host}: no answer within {seconds}s")]
     Timeout { host: String, seconds: u64 },
     #[error("host {host}: the ssh connection broke: {source}")]
@@ -65,8 +69,15 @@ impl ScriptOutput {
 
 /// An open line to one host.
 pub enum Connection {
-    Ssh { host: String, session: Session, timeout: Duration },
-    Local { host: String, timeout: Duration },
+    Ssh {
+        host: String,
+        session: Session,
+        timeout: Duration,
+    },
+    Local {
+        host: String,
+        timeout: Duration,
+    },
 }
 
 /// Timeouts used when the inventory sets none.
@@ -75,24 +86,53 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn connect(inventory: &Inventory, host: &Host) -> Result<Connection, TransportError> {
     let name = host.name.get_ref().clone();
-    let timeout = inventory.command_timeout.as_ref().map_or(COMMAND_TIMEOUT, |d| d.value());
+    let timeout = inventory
+        .command_timeout
+        .as_ref()
+        .map_or(COMMAND_TIMEOUT, |d| d.value());
     match host.transport {
-        Kind::Local => Ok(Connection::Local { host: name, timeout }),
+        Kind::Local => Ok(Connection::Local {
+            host: name,
+            timeout,
+        }),
         Kind::Ssh => {
-            let destination = host.ssh.clone().unwrap_or_else(|| host.address.get_ref().clone());
-            let connect_timeout = inventory.connect_timeout.as_ref().map_or(CONNECT_TIMEOUT, |d| d.value());
+            let destination = host
+                .ssh
+                .clone()
+                .unwrap_or_else(|| host.address.get_ref().clone());
+            let connect_timeout = inventory
+                .connect_timeout
+                .as_ref()
+                .map_or(CONNECT_TIMEOUT, |d| d.value());
             let mut b = SessionBuilder::default();
-            b.known_hosts_check(KnownHosts::Strict).connect_timeout(connect_timeout).server_alive_interval(Duration::from_secs(5));
+            b.known_hosts_check(KnownHosts::Strict)
+                .connect_timeout(connect_timeout)
+                .server_alive_interval(Duration::from_secs(5));
             if let Some(cfg) = &inventory.ssh_config {
                 b.config_file(cfg);
             }
             // Control sockets live in a short path: Unix socket paths are limited to ~100 bytes.
             b.control_directory(control_dir());
-            let attempt = tokio::time::timeout(connect_timeout + Duration::from_secs(2), b.connect(&destination)).await;
+            let attempt = tokio::time::timeout(
+                connect_timeout + Duration::from_secs(2),
+                b.connect(&destination),
+            )
+            .await;
             match attempt {
-                Err(_) => Err(TransportError::Timeout { host: name, seconds: connect_timeout.as_secs() }),
-                Ok(Err(e)) => Err(TransportError::Connect { host: name, destination, reason: error_text(&e) }),
-                Ok(Ok(session)) => Ok(Connection::Ssh { host: name, session, timeout }),
+                Err(_) => Err(TransportError::Timeout {
+                    host: name,
+                    seconds: connect_timeout.as_secs(),
+                }),
+                Ok(Err(e)) => Err(TransportError::Connect {
+                    host: name,
+                    destination,
+                    reason: error_text(&e),
+                }),
+                Ok(Ok(session)) => Ok(Connection::Ssh {
+                    host: name,
+                    session,
+                    timeout,
+                }),
             }
         }
     }
@@ -129,21 +169,38 @@ impl Connection {
     }
 
     /// Runs `script`, handing each stdout line to `on_line` as it arrives (for progress).
-    pub async fn run_streaming(&self, script: &str, on_line: impl FnMut(&str)) -> Result<ScriptOutput, TransportError> {
+    pub async fn run_streaming(
+        &self,
+        script: &str,
+        on_line: impl FnMut(&str),
+    ) -> Result<ScriptOutput, TransportError> {
         let timeout = match self {
             Connection::Ssh { timeout, .. } | Connection::Local { timeout, .. } => *timeout,
         };
         match tokio::time::timeout(timeout, self.run_inner(script, on_line)).await {
             Ok(r) => r,
-            Err(_) => Err(TransportError::Timeout { host: self.host().to_string(), seconds: timeout.as_secs() }),
+            Err(_) => Err(TransportError::Timeout {
+                host: self.host().to_string(),
+                seconds: timeout.as_secs(),
+            }),
         }
     }
 
-    async fn run_inner(&self, script: &str, on_line: impl FnMut(&str)) -> Result<ScriptOutput, TransportError> {
+    async fn run_inner(
+        &self,
+        script: &str,
+        on_line: impl FnMut(&str),
+    ) -> Result<ScriptOutput, TransportError> {
         match self {
             Connection::Ssh { host, session, .. } => {
-                let ssh_err = |source| TransportError::Ssh { host: host.clone(), source };
-                let io = |e| TransportError::Ssh { host: host.clone(), source: openssh::Error::ChildIo(e) };
+                let ssh_err = |source| TransportError::Ssh {
+                    host: host.clone(),
+                    source,
+                };
+                let io = |e| TransportError::Ssh {
+                    host: host.clone(),
+                    source: openssh::Error::ChildIo(e),
+                };
                 let mut child = session
                     .command("sh")
                     .arg("-s")
@@ -153,13 +210,26 @@ impl Connection {
                     .spawn()
                     .await
                     .map_err(ssh_err)?;
-                let (stdin, stdout, stderr) = (child.stdin().take(), child.stdout().take(), child.stderr().take());
-                let (stdout, stderr) = exchange(script, stdin, stdout, stderr, on_line).await.map_err(io)?;
+                let (stdin, stdout, stderr) = (
+                    child.stdin().take(),
+                    child.stdout().take(),
+                    child.stderr().take(),
+                );
+                let (stdout, stderr) = exchange(script, stdin, stdout, stderr, on_line)
+                    .await
+                    .map_err(io)?;
                 let status = child.wait().await.map_err(ssh_err)?;
-                Ok(ScriptOutput { status: status.code(), stdout, stderr })
+                Ok(ScriptOutput {
+                    status: status.code(),
+                    stdout,
+                    stderr,
+                })
             }
             Connection::Local { host, .. } => {
-                let local = |source| TransportError::Local { host: host.clone(), source };
+                let local = |source| TransportError::Local {
+                    host: host.clone(),
+                    source,
+                };
                 let mut child = tokio::process::Command::new("sh")
                     .arg("-s")
                     .stdin(Stdio::piped())
@@ -168,10 +238,17 @@ impl Connection {
                     .kill_on_drop(true)
                     .spawn()
                     .map_err(local)?;
-                let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-                let (stdout, stderr) = exchange(script, stdin, stdout, stderr, on_line).await.map_err(local)?;
+                let (stdin, stdout, stderr) =
+                    (child.stdin.take(), child.stdout.take(), child.stderr.take());
+                let (stdout, stderr) = exchange(script, stdin, stdout, stderr, on_line)
+                    .await
+                    .map_err(local)?;
                 let status = child.wait().await.map_err(local)?;
-                Ok(ScriptOutput { status: status.code(), stdout, stderr })
+                Ok(ScriptOutput {
+                    status: status.code(),
+                    stdout,
+                    stderr,
+                })
             }
         }
     }
@@ -220,10 +297,10 @@ async fn exchange(
     };
     let (fed, out, err) = tokio::join!(feed, read_out, read_err);
     // A script that exits early closes its stdin: what it printed says why, not the broken pipe.
-    if let Err(e) = fed {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(e);
-        }
+    if let Err(e) = fed
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e);
     }
     Ok((out?, err?))
 }

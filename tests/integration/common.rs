@@ -25,6 +25,7 @@ root = "/srv/wv/pc2"
 pub struct Repo {
     dir: TempDir,
     env: Vec<(String, String)>,
+    inventory: Option<PathBuf>,
 }
 
 /// What a run printed and how it ended.
@@ -41,6 +42,7 @@ impl Repo {
         let repo = Repo {
             dir: TempDir::new().expect("temp dir"),
             env: Vec::new(),
+            inventory: None,
         };
         repo.file("plans/p.toml", plan)
             .file("inventories/lab.toml", INVENTORY)
@@ -53,8 +55,42 @@ impl Repo {
         self
     }
 
+    /// Passes `-i INVENTORY` to every run.
+    pub fn with_inventory(mut self, inventory: PathBuf) -> Repo {
+        self.inventory = Some(inventory);
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Repo {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Makes the repo a git repository (first call) and commits everything in it.
+    pub fn commit(self, message: &str) -> Repo {
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=wavectl-test",
+                    "-c",
+                    "user.email=test@wavectl.invalid",
+                ])
+                .args(args)
+                .current_dir(self.dir.path())
+                .output()
+                .expect("git");
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if !self.dir.path().join(".git").exists() {
+            git(&["init", "-q", "-b", "main"]);
+        }
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "--allow-empty", "-m", message]);
         self
     }
 
@@ -65,6 +101,9 @@ impl Repo {
     /// Runs `wavectl ARGS...` in the repo's directory.
     pub fn run(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(bin());
+        if let Some(i) = &self.inventory {
+            cmd.arg("-i").arg(i);
+        }
         cmd.args(args)
             .current_dir(self.dir.path())
             .env_remove("WAVECTL_SECRETS_FILE")

@@ -1,6 +1,8 @@
 //! The integration tests: one binary (links once), one module per behaviour area.
 
+mod apply_lab;
 mod common;
 mod diff_snapshots;
+mod lab;
 mod render_tools;
 mod validate_errors;

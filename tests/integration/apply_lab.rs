@@ -1,0 +1,447 @@
+//! Apply against real machines: sshd hosts, supervisord, a Pushgateway, a Prometheus hub and
+//! agents that push heartbeats. Each test has its own lab network (127.0.4x).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Repo, Run};
+use crate::lab::Lab;
+
+const SECRET: &str = "tg-secret-8c1d77e0a9";
+
+/// A plan for a two-machine lab on 127.0.`net`: a hub, a Pushgateway and three agents on pc2,
+/// two processes (one with a secret) on mainpc. `solo_heartbeat` is the one-agent batch's
+/// heartbeat interval: editing it changes exactly one agent's env file.
+fn plan(solo_heartbeat: &str, with_oracle: bool) -> String {
+    let oracle = if with_oracle {
+        "[[process]]\nname = \"oracle\"\nhost = \"mainpc\"\ncommand = [\"sleep\", \"infinity\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"version = 1
+name = "lab-test"
+
+[[pushgateway]]
+name = "gw"
+host = "pc2"
+
+[[hub]]
+name = "edge"
+host = "pc2"
+port = 9100
+
+[[batch]]
+name = "pilot"
+host = "pc2"
+agents = ["ResourceManager", "UnifiedUtilsAgent"]
+primary_hub = "edge"
+
+[[batch]]
+name = "solo"
+host = "pc2"
+agents = ["ObservabilityHub"]
+primary_hub = "edge"
+heartbeat_interval = "{solo_heartbeat}"
+
+[[process]]
+name = "nanoclaw"
+host = "mainpc"
+command = ["sleep", "infinity"]
+env = {{ LOG_LEVEL = "info" }}
+secrets = ["TELEGRAM_TOKEN"]
+
+{oracle}
+[[wave]]
+name = "infra"
+select = ["pushgateway.*", "hub.*"]
+
+[[wave]]
+name = "agents"
+select = ["batch.*", "process.*"]
+"#
+    )
+}
+
+fn repo(lab: &Lab, text: &str) -> Repo {
+    Repo::with_plan(text)
+        .env("TELEGRAM_TOKEN", SECRET)
+        .commit("plan")
+        .with_inventory(lab.inventory())
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", run.stdout, run.stderr))
+}
+
+/// pid of a process as `wavectl status` reports it.
+fn pid_of(repo: &Repo, host: &str, process: &str) -> Option<u64> {
+    let status = json(&repo.run(&["status", "-o", "json", "plans/p.toml"]));
+    let h = status["hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["host"] == host)?
+        .clone();
+    let p = h["processes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == process)?
+        .clone();
+    (p["state"] == "RUNNING")
+        .then(|| p["pid"].as_u64())
+        .flatten()
+}
+
+fn apply(repo: &Repo) -> Run {
+    let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(
+        run.code, 0,
+        "apply failed:\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+#[test]
+fn apply_converges_then_changes_only_what_the_plan_changed() {
+    let lab = Lab::up(41, 2);
+    let repo = repo(&lab, &plan("5s", true));
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(diff.code, 2, "{}", diff.stdout);
+    apply(&repo);
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(
+        diff.code, 0,
+        "not in sync after apply:\n{}{}",
+        diff.stdout, diff.stderr
+    );
+    let again = apply(&repo);
+    assert!(
+        again.stdout.contains("in sync: nothing to do"),
+        "{}",
+        again.stdout
+    );
+
+    let others = ["ResourceManager", "UnifiedUtilsAgent"]
+        .map(|a| pid_of(&repo, "pc2", &format!("agent-{a}")).expect("agent running"));
+    let nanoclaw = pid_of(&repo, "mainpc", "nanoclaw").expect("nanoclaw running");
+    let solo = pid_of(&repo, "pc2", "agent-ObservabilityHub").expect("solo running");
+
+    let repo = repo
+        .file("plans/p.toml", &plan("7s", true))
+        .commit("slower solo heartbeat");
+    let diff = repo.run(&["diff", "-o", "json", "plans/p.toml"]);
+    assert_eq!(diff.code, 2);
+    let doc = json(&diff);
+    let changes: Vec<(String, String, String)> = doc["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .flat_map(|h| {
+            h["waves"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|w| w["changes"].as_array().cloned().unwrap_or_default())
+        })
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap_or("").to_string(),
+                c["path"]
+                    .as_str()
+                    .or(c["name"].as_str())
+                    .unwrap_or("")
+                    .to_string(),
+                c["action"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            (
+                "file".into(),
+                "files/agents/ObservabilityHub.env".into(),
+                "update".into()
+            ),
+            (
+                "process".into(),
+                "agent-ObservabilityHub".into(),
+                "restart".into()
+            ),
+        ]
+    );
+    apply(&repo);
+    assert_ne!(
+        pid_of(&repo, "pc2", "agent-ObservabilityHub"),
+        Some(solo),
+        "the edited agent was restarted"
+    );
+    let after = ["ResourceManager", "UnifiedUtilsAgent"]
+        .map(|a| pid_of(&repo, "pc2", &format!("agent-{a}")).expect("agent running"));
+    assert_eq!(after, others, "other agents were not touched");
+    assert_eq!(
+        pid_of(&repo, "mainpc", "nanoclaw"),
+        Some(nanoclaw),
+        "the other host was not touched"
+    );
+    // The journal of generation 2 on pc2 has exactly those steps.
+    let journal = std::fs::read_to_string(lab.root("pc2").join("journal.jsonl")).expect("journal");
+    let steps: Vec<String> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["generation"] == 2 && l["wave"] != "(finish)")
+        .map(|l| l["step"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            "write files/agents/ObservabilityHub.env",
+            "restart agent-ObservabilityHub",
+            "wait for processes to run"
+        ]
+    );
+    assert!(
+        !lab.root("mainpc").join("generations/2.json").exists(),
+        "mainpc had nothing to do: no new generation"
+    );
+}
+
+#[test]
+fn a_killed_process_is_back_within_5_seconds_and_a_removed_one_is_gone() {
+    let lab = Lab::up(42, 2);
+    let repo = repo(&lab, &plan("5s", true));
+    apply(&repo);
+    let old = pid_of(&repo, "mainpc", "nanoclaw").expect("running");
+    let killed = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &old.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let back = loop {
+        match pid_of(&repo, "mainpc", "nanoclaw") {
+            Some(pid) if pid != old => break killed.elapsed(),
+            _ if killed.elapsed() > Duration::from_secs(5) => {
+                panic!("nanoclaw not back 5 s after SIGKILL")
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    eprintln!("nanoclaw back after {back:?}");
+
+    let oracle = pid_of(&repo, "mainpc", "oracle").expect("oracle running");
+    let repo = repo
+        .file("plans/p.toml", &plan("5s", false))
+        .commit("drop oracle");
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert!(
+        diff.stdout
+            .contains("- process oracle: stop and remove (not in the plan)"),
+        "{}",
+        diff.stdout
+    );
+    assert!(
+        diff.stdout
+            .contains("- file files/supervisor/programs/oracle.conf: delete"),
+        "{}",
+        diff.stdout
+    );
+    apply(&repo);
+    let programs = lab.ssh(
+        "mainpc",
+        &format!(
+            "supervisorctl -c {}/files/supervisor/supervisord.conf status",
+            lab.root("mainpc").display()
+        ),
+    );
+    assert!(
+        !programs.contains("oracle"),
+        "oracle still known to supervisord:\n{programs}"
+    );
+    assert!(programs.contains("nanoclaw"), "{programs}");
+    assert!(
+        !lab.root("mainpc")
+            .join("files/supervisor/programs/oracle.conf")
+            .exists()
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{oracle}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{oracle}/cmdline"))
+                .unwrap_or_default()
+                .is_empty(),
+        "oracle's process {oracle} still runs"
+    );
+    assert_eq!(repo.run(&["diff", "plans/p.toml"]).code, 0);
+}
+
+#[test]
+fn a_held_lock_refuses_a_second_apply_with_exit_4_and_names_its_owner() {
+    let lab = Lab::up(43, 2);
+    // A process that needs 4 s to count as started keeps the first apply busy.
+    let slow = plan("5s", true).replace(
+        "[[process]]\nname = \"oracle\"",
+        "[[process]]\nmin_uptime = \"4s\"\nname = \"oracle\"",
+    );
+    let repo = repo(&lab, &slow);
+    let first = std::process::Command::new(crate::common::bin())
+        .args(["apply", "--yes", "-i"])
+        .arg(lab.inventory())
+        .arg("plans/p.toml")
+        .current_dir(repo.path())
+        .env("TELEGRAM_TOKEN", SECRET)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("first apply");
+    // Wait until the first apply holds its locks.
+    let lock = lab.root("mainpc").join("lock");
+    let start = Instant::now();
+    while !lock.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "first apply never locked"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first_pid = first.id();
+    let second = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    let first = first.wait_with_output().expect("first apply ends");
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(
+        second.code, 4,
+        "stdout:\n{}\nstderr:\n{}",
+        second.stdout, second.stderr
+    );
+    assert!(
+        second.stderr.contains("is locked by another apply: "),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stderr.contains(&format!("(pid {first_pid} on ")),
+        "the owner is named: {}",
+        second.stderr
+    );
+    assert!(
+        second
+            .stderr
+            .contains("hint: wait for it to finish; if it is dead, run `wavectl unlock"),
+        "{}",
+        second.stderr
+    );
+    // The refused apply released nothing of the first's and left no lock of its own.
+    assert!(!lock.exists() && !lab.root("pc2").join("lock").exists());
+}
+
+#[test]
+fn an_unreachable_host_is_reported_within_the_timeout_while_the_other_is_diffed() {
+    let lab = Lab::up(44, 2);
+    let repo = repo(&lab, &plan("5s", true));
+    let sshd = lab.sshd_pid("pc2");
+    // A stopped sshd accepts TCP but never answers: the hard case for a timeout.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &sshd.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _resume = Resume(sshd);
+    let start = Instant::now();
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    let took = start.elapsed();
+    assert_eq!(diff.code, 1, "{}", diff.stdout);
+    assert!(
+        took < Duration::from_secs(12),
+        "diff took {took:?} with a 5 s connect timeout"
+    );
+    assert!(diff.stdout.contains("error: host pc2: "), "{}", diff.stdout);
+    assert!(
+        diff.stdout
+            .contains("mainpc\n  wave agents\n    + file files/env/nanoclaw.env"),
+        "{}",
+        diff.stdout
+    );
+}
+
+#[test]
+fn a_secret_is_in_no_output_journal_log_or_command_line() {
+    let lab = Lab::up(45, 2);
+    let repo = repo(&lab, &plan("5s", true));
+    let mut outputs = vec![apply(&repo)];
+    for args in [
+        vec!["diff", "plans/p.toml"],
+        vec!["status", "plans/p.toml"],
+        vec!["render", "plans/p.toml"],
+        vec!["render", "-o", "json", "plans/p.toml"],
+    ] {
+        outputs.push(repo.run(&args));
+    }
+    for o in &outputs {
+        assert!(
+            !o.stdout.contains(SECRET) && !o.stderr.contains(SECRET),
+            "secret in output:\n{}{}",
+            o.stdout,
+            o.stderr
+        );
+    }
+    // The env file on the host has it, readable by its owner only.
+    let env = lab.root("mainpc").join("files/env/nanoclaw.env");
+    assert!(
+        std::fs::read_to_string(&env)
+            .expect("env file")
+            .contains(SECRET)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&env).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+    // ... and the process has it in its environment, not on its command line.
+    let pid = pid_of(&repo, "mainpc", "nanoclaw").expect("running");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    assert!(String::from_utf8_lossy(&environ).contains(&format!("TELEGRAM_TOKEN={SECRET}")));
+    for host in ["mainpc", "pc2"] {
+        let root = lab.root(host);
+        for f in ["journal.jsonl", "state.json"]
+            .iter()
+            .map(|f| root.join(f))
+            .chain(
+                std::fs::read_dir(root.join("logs"))
+                    .expect("logs")
+                    .flatten()
+                    .map(|e| e.path()),
+            )
+        {
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            assert!(!text.contains(SECRET), "secret in {}", f.display());
+        }
+    }
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(SECRET),
+            "secret on the command line of pid {:?}",
+            entry.file_name()
+        );
+    }
+}

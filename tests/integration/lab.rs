@@ -1,0 +1,104 @@
+//! A private lab for one test: real sshd "machines" on `127.0.N.2`, `127.0.N.3`, ... with their own
+//! users and roots, started by `scripts/lab` and torn down (processes by PID, users, files) when
+//! the test ends, pass or fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+use crate::common::project_root;
+
+#[must_use]
+pub struct Lab {
+    dir: TempDir,
+    pub net: u8,
+}
+
+impl Lab {
+    /// Starts `hosts` machines on 127.0.`net`.x; each test uses its own `net`.
+    pub fn up(net: u8, hosts: usize) -> Lab {
+        let dir = tempfile::Builder::new()
+            .prefix("wvlab")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let lab = Lab { dir, net };
+        let out = lab.script(&[
+            "up",
+            "--net",
+            &format!("127.0.{net}"),
+            "--tag",
+            &format!("t{net}"),
+            "--hosts",
+            &hosts.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "lab up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        let mut full: Vec<&str> = args.to_vec();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        full.extend(["--dir", &dir]);
+        Command::new(project_root().join("scripts/lab"))
+            .args(&full)
+            .output()
+            .expect("run scripts/lab")
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.path().join("inventory.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn address(&self, host: &str) -> String {
+        let i = match host {
+            "mainpc" => 2,
+            "pc2" => 3,
+            other => other
+                .trim_start_matches("host")
+                .parse::<u8>()
+                .expect("hostN"),
+        };
+        format!("127.0.{}.{i}", self.net)
+    }
+
+    /// The wavectl root of a host.
+    pub fn root(&self, host: &str) -> PathBuf {
+        self.dir.path().join(host).join("root")
+    }
+
+    /// Runs a shell command on a host as its user.
+    pub fn ssh(&self, host: &str, command: &str) -> String {
+        let out = Command::new("ssh")
+            .arg("-F")
+            .arg(self.dir.path().join("ssh_config"))
+            .arg(host)
+            .arg(command)
+            .output()
+            .expect("ssh");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn sshd_pid(&self, host: &str) -> i32 {
+        let text = std::fs::read_to_string(self.dir.path().join(host).join("sshd/sshd.pid"))
+            .expect("sshd pid file");
+        text.trim().parse().expect("pid")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.script(&["down", "--purge"]);
+        if !out.status.success() {
+            eprintln!("lab down failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
