@@ -2,7 +2,7 @@
 //! users and roots, started by `scripts/lab` and torn down (processes by PID, users, files) when
 //! the test ends, pass or fail.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use tempfile::TempDir;
@@ -12,7 +12,6 @@ use crate::common::project_root;
 #[must_use]
 pub struct Lab {
     dir: TempDir,
-    pub net: u8,
 }
 
 impl Lab {
@@ -22,7 +21,7 @@ impl Lab {
             .prefix("wvlab")
             .tempdir_in("/tmp")
             .expect("temp dir");
-        let lab = Lab { dir, net };
+        let lab = Lab { dir };
         let out = lab.script(&[
             "up",
             "--net",
@@ -52,22 +51,6 @@ impl Lab {
 
     pub fn inventory(&self) -> PathBuf {
         self.dir.path().join("inventory.toml")
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn address(&self, host: &str) -> String {
-        let i = match host {
-            "mainpc" => 2,
-            "pc2" => 3,
-            other => other
-                .trim_start_matches("host")
-                .parse::<u8>()
-                .expect("hostN"),
-        };
-        format!("127.0.{}.{i}", self.net)
     }
 
     /// The wavectl root of a host.
