@@ -24,6 +24,9 @@ pub struct HostState {
     pub files: BTreeMap<String, String>,
     /// Program name -> spec hash it was (re)started with.
     pub processes: BTreeMap<String, String>,
+    /// Managed stream name -> the nats server (plan name) holding it.
+    #[serde(default)]
+    pub streams: BTreeMap<String, String>,
 }
 
 /// `lock`: present while an apply runs on the host.

@@ -20,6 +20,8 @@ pub enum HostError {
         #[source]
         source: ObserveError,
     },
+    #[error(transparent)]
+    Streams(Box<crate::run::streams::StreamError>),
     #[error("host {host}: the observe script failed (exit {status:?}): {stderr}")]
     Script {
         host: String,
@@ -35,7 +37,7 @@ impl HostError {
             HostError::Observe { .. } => Some(
                 "inspect the file on the host; wavectl never resets a state it cannot read".into(),
             ),
-            HostError::Script { .. } => None,
+            HostError::Script { .. } | HostError::Streams(_) => None,
         }
     }
 }
@@ -72,6 +74,10 @@ pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
                             }
                         }),
                     };
+                    let report = match report {
+                        Ok(r) => with_streams(&conn, loaded, desired, r).await,
+                        Err(e) => Err(e),
+                    };
                     (Some(conn), report)
                 }
             };
@@ -84,6 +90,25 @@ pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
         })
     });
     join_all(tasks).await
+}
+
+/// Adds the streams of the host's running nats servers: the planned ones and those the last
+/// generation managed.
+async fn with_streams(conn: &Connection, loaded: &Loaded, desired: &crate::primitive::HostDesired, mut report: Observation) -> Result<Observation, HostError> {
+    let managed = report.state.as_ref().map(|s| s.streams.clone()).unwrap_or_default();
+    let mut names: Vec<String> = desired.streams.iter().map(|s| s.config.name.clone()).collect();
+    names.extend(managed.keys().cloned());
+    let mut servers: Vec<String> = desired.streams.iter().map(|s| s.server.clone()).collect();
+    servers.extend(managed.values().cloned());
+    servers.sort();
+    servers.dedup();
+    // A server that is not running (not deployed yet) has nothing to report.
+    servers.retain(|s| report.observed.processes.get(s).is_some_and(|p| p.state.is_up()));
+    if servers.is_empty() {
+        return Ok(report);
+    }
+    report.observed.streams = crate::run::streams::observe(conn, loaded, &servers, &names).await.map_err(|e| HostError::Streams(Box::new(e)))?;
+    Ok(report)
 }
 
 /// The observed state of the hosts that answered, for `diff`.
