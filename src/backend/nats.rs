@@ -14,7 +14,10 @@ pub fn to_api(c: &StreamConfig) -> Config {
         .iter()
         .map(|s| Source {
             name: s.name.clone(),
-            external: s.external_api.as_ref().map(|api| External { api_prefix: api.clone(), delivery_prefix: None }),
+            external: s.external_api.as_ref().map(|api| External {
+                api_prefix: api.clone(),
+                delivery_prefix: None,
+            }),
             ..Default::default()
         })
         .collect();
@@ -45,7 +48,10 @@ pub fn from_api(c: &Config) -> StreamConfig {
         .sources
         .iter()
         .flatten()
-        .map(|s| StreamSourceSpec { name: s.name.clone(), external_api: s.external.as_ref().map(|e| e.api_prefix.clone()) })
+        .map(|s| StreamSourceSpec {
+            name: s.name.clone(),
+            external_api: s.external.as_ref().map(|e| e.api_prefix.clone()),
+        })
         .collect();
     sources.sort();
     StreamConfig {
@@ -86,8 +92,14 @@ mod tests {
             replicas: 1,
             duplicate_window_ms: 120_000,
             sources: vec![
-                StreamSourceSpec { name: "METRICS_MAINPC".into(), external_api: Some("$JS.mainpc.API".into()) },
-                StreamSourceSpec { name: "METRICS_PC2".into(), external_api: None },
+                StreamSourceSpec {
+                    name: "METRICS_MAINPC".into(),
+                    external_api: Some("$JS.mainpc.API".into()),
+                },
+                StreamSourceSpec {
+                    name: "METRICS_PC2".into(),
+                    external_api: None,
+                },
             ],
         };
         assert_eq!(from_api(&to_api(&c)), c);

@@ -40,10 +40,13 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
     ctx.runtime()?.block_on(async {
         let observed = observe_all(&loaded).await;
         let changes = crate::run::changes_for(&loaded, &observed);
-        let unreachable: Vec<String> = observed.iter().filter_map(|o| o.report.as_ref().err().map(|e| e.to_string())).collect();
         let mut stdout = anstream::stdout();
-        let result = if !unreachable.is_empty() {
-            Err(anyhow::anyhow!("{}\nhint: nothing was changed; bring the host(s) back or remove them from the inventory, then apply again", unreachable.join("\n")))
+        let result = if !changes.unreachable.is_empty() {
+            let list: Vec<String> = changes.unreachable.iter().map(|u| u.error.clone()).collect();
+            Err(anyhow::anyhow!(
+                "{}\nhint: nothing was changed; bring the host(s) back or remove them from the inventory, then apply again",
+                list.join("\n")
+            ))
         } else if changes.has_problems() {
             write!(stdout, "{}", HumanDiff { changes: &changes, palette: ctx.palette() })?;
             Err(anyhow::anyhow!("problems above stop the apply before anything runs"))

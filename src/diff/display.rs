@@ -95,12 +95,29 @@ impl fmt::Display for HumanDiff<'_> {
                 _ => update += 1,
             }
         }
+        for u in &self.changes.unreachable {
+            writeln!(
+                f,
+                "{}{}: unreachable:{} {}",
+                p.problem.render(),
+                u.host,
+                p.problem.render_reset(),
+                u.error
+            )?;
+            if let Some(h) = &u.hint {
+                writeln!(f, "  hint: {h}")?;
+            }
+        }
+        let unreachable = match self.changes.unreachable.len() {
+            0 => String::new(),
+            n => format!("; {n} host(s) unreachable, their changes unknown"),
+        };
         if self.changes.is_empty() {
             writeln!(f, "in sync: nothing to do")
         } else {
             writeln!(
                 f,
-                "{create} to create, {update} to change, {remove} to remove"
+                "{create} to create, {update} to change, {remove} to remove{unreachable}"
             )
         }
     }

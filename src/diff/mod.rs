@@ -20,6 +20,15 @@ pub const SCHEMA: &str = "wavectl.diff/1";
 pub struct ChangeSet {
     pub schema: &'static str,
     pub hosts: Vec<HostChanges>,
+    /// Hosts that could not be observed: their changes are unknown.
+    pub unreachable: Vec<Unreachable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreachable {
+    pub host: String,
+    pub error: String,
+    pub hint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -125,8 +134,9 @@ impl Change {
 }
 
 impl ChangeSet {
+    /// Every host answered and none needs a change.
     pub fn is_empty(&self) -> bool {
-        self.hosts.iter().all(HostChanges::is_empty)
+        self.hosts.iter().all(HostChanges::is_empty) && self.unreachable.is_empty()
     }
 
     pub fn has_problems(&self) -> bool {
@@ -175,6 +185,7 @@ pub fn diff(
     ChangeSet {
         schema: SCHEMA,
         hosts,
+        unreachable: Vec::new(),
     }
 }
 

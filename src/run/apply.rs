@@ -194,14 +194,32 @@ async fn run_waves(
                     .map(|w| (h, w.changes.as_slice()))
             })
             .collect();
-        run_wave(loaded, &wave.name, index, count, wave.max_parallel, &todo, sink).await?;
+        run_wave(
+            loaded,
+            &wave.name,
+            index,
+            count,
+            wave.max_parallel,
+            &todo,
+            sink,
+        )
+        .await?;
     }
     let removals: Vec<(&HostRun, &[Change])> = hosts
         .iter()
         .filter(|h| !h.changes.removals.is_empty())
         .map(|h| (h, h.changes.removals.as_slice()))
         .collect();
-    run_wave(loaded, REMOVALS_WAVE, waves.len(), count, u32::MAX, &removals, sink).await
+    run_wave(
+        loaded,
+        REMOVALS_WAVE,
+        waves.len(),
+        count,
+        u32::MAX,
+        &removals,
+        sink,
+    )
+    .await
 }
 
 async fn run_wave(
@@ -218,8 +236,13 @@ async fn run_wave(
         let permits = permits.clone();
         async move {
             let _permit = permits.acquire().await;
-            let (script, script_steps) = wave_script(h.root, h.generation, wave, h.desired, changes);
-            let steps = script_steps + changes.iter().filter(|c| matches!(c, Change::Stream { .. })).count();
+            let (script, script_steps) =
+                wave_script(h.root, h.generation, wave, h.desired, changes);
+            let steps = script_steps
+                + changes
+                    .iter()
+                    .filter(|c| matches!(c, Change::Stream { .. }))
+                    .count();
             sink.event(Event::WaveStart {
                 host: h.name.into(),
                 wave: wave.into(),
@@ -244,18 +267,25 @@ async fn run_wave(
                 })
                 .await?;
             if out.success() {
-                let streams = crate::run::streams::apply(h.conn, loaded, changes, &h.desired.streams)
-                    .await
-                    .map_err(|e| ApplyError::Step {
+                let streams =
+                    crate::run::streams::apply(h.conn, loaded, changes, &h.desired.streams)
+                        .await
+                        .map_err(|e| ApplyError::Step {
+                            host: h.name.into(),
+                            wave: wave.into(),
+                            step: "streams".into(),
+                            message: e.to_string(),
+                            root: h.root.into(),
+                            generation: h.generation,
+                        })?;
+                for (i, what) in streams.into_iter().enumerate() {
+                    sink.event(Event::Step {
                         host: h.name.into(),
                         wave: wave.into(),
-                        step: "streams".into(),
-                        message: e.to_string(),
-                        root: h.root.into(),
-                        generation: h.generation,
-                    })?;
-                for (i, what) in streams.into_iter().enumerate() {
-                    sink.event(Event::Step { host: h.name.into(), wave: wave.into(), step: done + i + 1, steps, what });
+                        step: done + i + 1,
+                        steps,
+                        what,
+                    });
                 }
                 sink.event(Event::WaveDone {
                     host: h.name.into(),

@@ -34,6 +34,15 @@ pub fn changes_for(
     let map = observe::observed_map(observed);
     let mut changes = crate::diff::diff(&loaded.desired, &map, &loaded.secrets);
     changes.hosts.retain(|h| map.contains_key(&h.host));
+    for o in observed {
+        if let Err(e) = &o.report {
+            changes.unreachable.push(crate::diff::Unreachable {
+                host: o.host.clone(),
+                error: e.to_string(),
+                hint: e.hint(),
+            });
+        }
+    }
     for h in &mut changes.hosts {
         let Some(Ok(report)) = observed
             .iter()

@@ -94,20 +94,41 @@ pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
 
 /// Adds the streams of the host's running nats servers: the planned ones and those the last
 /// generation managed.
-async fn with_streams(conn: &Connection, loaded: &Loaded, desired: &crate::primitive::HostDesired, mut report: Observation) -> Result<Observation, HostError> {
-    let managed = report.state.as_ref().map(|s| s.streams.clone()).unwrap_or_default();
-    let mut names: Vec<String> = desired.streams.iter().map(|s| s.config.name.clone()).collect();
+async fn with_streams(
+    conn: &Connection,
+    loaded: &Loaded,
+    desired: &crate::primitive::HostDesired,
+    mut report: Observation,
+) -> Result<Observation, HostError> {
+    let managed = report
+        .state
+        .as_ref()
+        .map(|s| s.streams.clone())
+        .unwrap_or_default();
+    let mut names: Vec<String> = desired
+        .streams
+        .iter()
+        .map(|s| s.config.name.clone())
+        .collect();
     names.extend(managed.keys().cloned());
     let mut servers: Vec<String> = desired.streams.iter().map(|s| s.server.clone()).collect();
     servers.extend(managed.values().cloned());
     servers.sort();
     servers.dedup();
     // A server that is not running (not deployed yet) has nothing to report.
-    servers.retain(|s| report.observed.processes.get(s).is_some_and(|p| p.state.is_up()));
+    servers.retain(|s| {
+        report
+            .observed
+            .processes
+            .get(s)
+            .is_some_and(|p| p.state.is_up())
+    });
     if servers.is_empty() {
         return Ok(report);
     }
-    report.observed.streams = crate::run::streams::observe(conn, loaded, &servers, &names).await.map_err(|e| HostError::Streams(Box::new(e)))?;
+    report.observed.streams = crate::run::streams::observe(conn, loaded, &servers, &names)
+        .await
+        .map_err(|e| HostError::Streams(Box::new(e)))?;
     Ok(report)
 }
 

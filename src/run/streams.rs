@@ -18,45 +18,84 @@ pub enum StreamError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     #[error("host {host}: nats server {server} ({address}) does not answer: {reason}")]
-    Connect { host: String, server: String, address: String, reason: String },
+    Connect {
+        host: String,
+        server: String,
+        address: String,
+        reason: String,
+    },
     #[error("host {host}: stream {stream} on {server}: {reason}")]
-    Api { host: String, server: String, stream: String, reason: String },
+    Api {
+        host: String,
+        server: String,
+        stream: String,
+        reason: String,
+    },
 }
 
 /// Where a planned nats server listens, as its host sees it.
 fn server_address(loaded: &Loaded, server: &str) -> Option<(String, String, u16)> {
-    let node = loaded.plan.nats.iter().find(|n| n.name.get_ref() == server)?;
+    let node = loaded
+        .plan
+        .nats
+        .iter()
+        .find(|n| n.name.get_ref() == server)?;
     let host = loaded.inventory.host(node.host.get_ref())?;
-    Some((node.host.get_ref().clone(), host.address.get_ref().clone(), *node.port.get_ref()))
+    Some((
+        node.host.get_ref().clone(),
+        host.address.get_ref().clone(),
+        *node.port.get_ref(),
+    ))
 }
 
 /// A JetStream context on `server`, trying until `wait` has passed (a server just started
 /// needs a moment).
-pub async fn jetstream(conn: &Connection, loaded: &Loaded, server: &str, wait: Duration) -> Result<async_nats::jetstream::Context, StreamError> {
-    let (host, address, port) = server_address(loaded, server).ok_or_else(|| StreamError::Connect {
-        host: conn.host().into(),
-        server: server.into(),
-        address: String::new(),
-        reason: "not in the plan".into(),
-    })?;
+pub async fn jetstream(
+    conn: &Connection,
+    loaded: &Loaded,
+    server: &str,
+    wait: Duration,
+) -> Result<async_nats::jetstream::Context, StreamError> {
+    let (host, address, port) =
+        server_address(loaded, server).ok_or_else(|| StreamError::Connect {
+            host: conn.host().into(),
+            server: server.into(),
+            address: String::new(),
+            reason: "not in the plan".into(),
+        })?;
     let local = conn.forward(&address, port).await?;
     let start = Instant::now();
     loop {
-        let attempt = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(2)).connect(local.to_string()).await;
+        let attempt = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(local.to_string())
+            .await;
         match attempt {
             Ok(client) => {
                 let js = async_nats::jetstream::new(client);
                 // JetStream may still be starting although the server accepts clients.
-                match js.query_account().await {
+                // (Listing names works on every server version; the account-info reply of
+                // nats-server 2.9 does not parse with this client.)
+                match js.stream_names().try_next().await {
                     Ok(_) => return Ok(js),
                     Err(e) if start.elapsed() >= wait => {
-                        return Err(StreamError::Connect { host, server: server.into(), address: format!("{address}:{port}"), reason: format!("JetStream not ready: {e}") });
+                        return Err(StreamError::Connect {
+                            host,
+                            server: server.into(),
+                            address: format!("{address}:{port}"),
+                            reason: format!("JetStream not ready: {e}"),
+                        });
                     }
                     Err(_) => {}
                 }
             }
             Err(e) if start.elapsed() >= wait => {
-                return Err(StreamError::Connect { host, server: server.into(), address: format!("{address}:{port}"), reason: e.to_string() });
+                return Err(StreamError::Connect {
+                    host,
+                    server: server.into(),
+                    address: format!("{address}:{port}"),
+                    reason: e.to_string(),
+                });
             }
             Err(_) => {}
         }
@@ -65,14 +104,30 @@ pub async fn jetstream(conn: &Connection, loaded: &Loaded, server: &str, wait: D
 }
 
 /// The streams of `servers` (plan names of the host's nats servers), restricted to `names`.
-pub async fn observe(conn: &Connection, loaded: &Loaded, servers: &[String], names: &[String]) -> Result<BTreeMap<String, ObservedStream>, StreamError> {
+pub async fn observe(
+    conn: &Connection,
+    loaded: &Loaded,
+    servers: &[String],
+    names: &[String],
+) -> Result<BTreeMap<String, ObservedStream>, StreamError> {
     let mut out = BTreeMap::new();
     for server in servers {
         let js = jetstream(conn, loaded, server, Duration::ZERO).await?;
         let mut list = js.streams();
-        while let Some(info) = list.try_next().await.map_err(|e| StreamError::Api { host: conn.host().into(), server: server.clone(), stream: "*".into(), reason: e.to_string() })? {
+        while let Some(info) = list.try_next().await.map_err(|e| StreamError::Api {
+            host: conn.host().into(),
+            server: server.clone(),
+            stream: "*".into(),
+            reason: e.to_string(),
+        })? {
             if names.contains(&info.config.name) {
-                out.insert(info.config.name.clone(), ObservedStream { server: server.clone(), config: from_api(&info.config) });
+                out.insert(
+                    info.config.name.clone(),
+                    ObservedStream {
+                        server: server.clone(),
+                        config: from_api(&info.config),
+                    },
+                );
             }
         }
     }
@@ -80,28 +135,58 @@ pub async fn observe(conn: &Connection, loaded: &Loaded, servers: &[String], nam
 }
 
 /// Creates, updates or deletes the streams of `changes`; `desired` gives the planned configs.
-pub async fn apply(conn: &Connection, loaded: &Loaded, changes: &[Change], desired: &[crate::primitive::StreamSpec]) -> Result<Vec<String>, StreamError> {
+pub async fn apply(
+    conn: &Connection,
+    loaded: &Loaded,
+    changes: &[Change],
+    desired: &[crate::primitive::StreamSpec],
+) -> Result<Vec<String>, StreamError> {
     let mut done = Vec::new();
     for c in changes {
-        let Change::Stream { server, name, action, .. } = c else { continue };
+        let Change::Stream {
+            server,
+            name,
+            action,
+            ..
+        } = c
+        else {
+            continue;
+        };
         let js = jetstream(conn, loaded, server, Duration::from_secs(20)).await?;
-        let api = |reason: String| StreamError::Api { host: conn.host().into(), server: server.clone(), stream: name.clone(), reason };
-        let config = || desired.iter().find(|s| &s.config.name == name).map(|s| to_api(&s.config)).ok_or_else(|| api("not in the plan".into()));
+        let api = |reason: String| StreamError::Api {
+            host: conn.host().into(),
+            server: server.clone(),
+            stream: name.clone(),
+            reason,
+        };
+        let config = || {
+            desired
+                .iter()
+                .find(|s| &s.config.name == name)
+                .map(|s| to_api(&s.config))
+                .ok_or_else(|| api("not in the plan".into()))
+        };
         match action {
             // A stream the host had before wavectl managed it is taken over, not refused.
             StreamAction::Create => {
                 let cfg = config()?;
                 if js.create_stream(cfg.clone()).await.is_err() {
-                    js.update_stream(cfg).await.map_err(|e| api(e.to_string()))?;
+                    js.update_stream(cfg)
+                        .await
+                        .map_err(|e| api(e.to_string()))?;
                 }
             }
             // An update keeps the stream and its messages (JetStream refuses what it cannot
             // change in place, e.g. storage; that error is shown as is).
             StreamAction::Update => {
-                js.update_stream(config()?).await.map_err(|e| api(e.to_string()))?;
+                js.update_stream(config()?)
+                    .await
+                    .map_err(|e| api(e.to_string()))?;
             }
             StreamAction::Delete => {
-                js.delete_stream(name).await.map_err(|e| api(e.to_string()))?;
+                js.delete_stream(name)
+                    .await
+                    .map_err(|e| api(e.to_string()))?;
             }
         }
         done.push(format!("{action:?} stream {name}").to_lowercase());
@@ -110,10 +195,25 @@ pub async fn apply(conn: &Connection, loaded: &Loaded, changes: &[Change], desir
 }
 
 /// A stream's config as the server reports it now (for the `nats_stream` probe).
-pub async fn info(conn: &Connection, loaded: &Loaded, server: &str, name: &str) -> Result<Option<StreamConfig>, StreamError> {
+pub async fn info(
+    conn: &Connection,
+    loaded: &Loaded,
+    server: &str,
+    name: &str,
+) -> Result<Option<StreamConfig>, StreamError> {
     let js = jetstream(conn, loaded, server, Duration::ZERO).await?;
     match js.get_stream(name).await {
-        Ok(mut s) => Ok(Some(from_api(&s.info().await.map_err(|e| StreamError::Api { host: conn.host().into(), server: server.into(), stream: name.into(), reason: e.to_string() })?.config))),
+        Ok(mut s) => Ok(Some(from_api(
+            &s.info()
+                .await
+                .map_err(|e| StreamError::Api {
+                    host: conn.host().into(),
+                    server: server.into(),
+                    stream: name.into(),
+                    reason: e.to_string(),
+                })?
+                .config,
+        ))),
         Err(_) => Ok(None),
     }
 }

@@ -255,22 +255,38 @@ impl Connection {
 
     /// A local address that reaches `address:port` as the host sees it: an SSH port forward,
     /// or the address itself for a local host.
-    pub async fn forward(&self, address: &str, port: u16) -> Result<std::net::SocketAddr, TransportError> {
-        let remote: std::net::SocketAddr = format!("{address}:{port}").parse().map_err(|e| TransportError::Local {
-            host: self.host().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{address}:{port}: {e}")),
-        })?;
+    pub async fn forward(
+        &self,
+        address: &str,
+        port: u16,
+    ) -> Result<std::net::SocketAddr, TransportError> {
+        let remote: std::net::SocketAddr =
+            format!("{address}:{port}")
+                .parse()
+                .map_err(|e| TransportError::Local {
+                    host: self.host().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("{address}:{port}: {e}"),
+                    ),
+                })?;
         match self {
             Connection::Local { .. } => Ok(remote),
             Connection::Ssh { host, session, .. } => {
                 // A free local port: bind, note, release, forward (ssh binds it right away).
                 let local = std::net::TcpListener::bind("127.0.0.1:0")
                     .and_then(|l| l.local_addr())
-                    .map_err(|source| TransportError::Local { host: host.clone(), source })?;
+                    .map_err(|source| TransportError::Local {
+                        host: host.clone(),
+                        source,
+                    })?;
                 session
                     .request_port_forward(openssh::ForwardType::Local, local, remote)
                     .await
-                    .map_err(|source| TransportError::Ssh { host: host.clone(), source })?;
+                    .map_err(|source| TransportError::Ssh {
+                        host: host.clone(),
+                        source,
+                    })?;
                 Ok(local)
             }
         }
