@@ -8,6 +8,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod diff;
 pub mod exit;
+pub mod gate;
 pub mod inventory;
 pub mod load;
 pub mod observed;

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod nats;
 pub mod observe;
+pub mod sqlite;
 pub mod supervisord;
 
 /// `'text'` for sh, with embedded single quotes escaped.

@@ -61,6 +61,33 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 }
             }
         }
+        // Probes, once each, all hosts at once.
+        let connections: std::collections::BTreeMap<String, &crate::transport::Connection> =
+            observed.iter().filter_map(|o| o.connection.as_ref().map(|c| (o.host.clone(), c))).collect();
+        let probes = futures::future::join_all(observed.iter().map(|o| {
+            let connections = &connections;
+            let loaded = &loaded;
+            async move {
+                let checks = crate::run::probe::checks_of(loaded, &o.host);
+                let verdicts = futures::future::join_all(checks.iter().map(|c| crate::run::probe::once(connections, loaded, &c.probe))).await;
+                (o.host.clone(), checks.into_iter().map(|c| c.name.clone()).zip(verdicts).collect::<Vec<_>>())
+            }
+        }))
+        .await;
+        for (host, list) in &probes {
+            if list.is_empty() {
+                continue;
+            }
+            let _ = writeln!(text, "{host} probes:");
+            for (name, v) in list {
+                let mark = if v.passed() { "green" } else { "RED" };
+                let _ = writeln!(text, "  {mark:<5} {name}: {}", v.detail());
+            }
+            if let Some(doc) = docs.iter_mut().find(|d| d["host"] == *host) {
+                doc["probes"] = json!(list.iter().map(|(n, v)| json!({ "name": n, "passed": v.passed(), "detail": v.detail() })).collect::<Vec<_>>());
+            }
+        }
+        drop(connections);
         close_all(observed).await;
         let mut out = anstream::stdout().lock();
         match ctx.output {

@@ -569,7 +569,10 @@ impl<'a> Expander<'a> {
                     external_api,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        // Sorted, as servers report them: the order of sources means nothing.
+        let mut sources = sources;
+        sources.sort();
         let ms =
             |d: &Option<crate::units::Dur>| d.as_ref().map_or(0, |d| d.value().as_millis() as u64);
         StreamConfig {

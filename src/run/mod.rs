@@ -5,6 +5,7 @@ pub mod apply;
 pub mod events;
 pub mod git;
 pub mod observe;
+pub mod probe;
 pub mod streams;
 
 /// `user@machine` of whoever runs wavectl, for locks and generations.

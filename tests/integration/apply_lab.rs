@@ -374,7 +374,11 @@ fn an_unreachable_host_is_reported_within_the_timeout_while_the_other_is_diffed(
         took < Duration::from_secs(12),
         "diff took {took:?} with a 5 s connect timeout"
     );
-    assert!(diff.stdout.contains("error: host pc2: "), "{}", diff.stdout);
+    assert!(
+        diff.stdout.contains("pc2: unreachable: host pc2: "),
+        "{}",
+        diff.stdout
+    );
     assert!(
         diff.stdout
             .contains("mainpc\n  wave agents\n    + file files/env/nanoclaw.env"),

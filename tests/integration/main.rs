@@ -5,4 +5,5 @@ mod common;
 mod diff_snapshots;
 mod lab;
 mod render_tools;
+mod sqlite_backend;
 mod validate_errors;

@@ -1,0 +1,220 @@
+//! Probes and their verdicts, pure: the shell script a probe runs on its host, and the judgment
+//! of what it printed. The retry loop (time passed in) lives in `run::probe`.
+
+use crate::backend::sh_quote;
+use crate::backend::supervisord::{self, parse_status_line};
+use crate::observed::ProcessState;
+use crate::primitive::{Probe, StreamConfig};
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", content = "detail", rename_all = "snake_case")]
+pub enum Verdict {
+    Pass(String),
+    Fail(String),
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        matches!(self, Verdict::Pass(_))
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            Verdict::Pass(d) | Verdict::Fail(d) => d,
+        }
+    }
+}
+
+/// The host-side script of a probe; `None` for probes wavectl runs itself (`nats_stream`).
+pub fn script(probe: &Probe, root: &str) -> Option<String> {
+    Some(match probe {
+        Probe::Http { url, .. } => format!(
+            "b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{{http_code}}' --max-time 5 {url} || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n",
+            url = sh_quote(url)
+        ),
+        Probe::Tcp { address, port, .. } => format!(
+            "if timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null; then echo open; else echo closed; fi\n"
+        ),
+        Probe::Process { name, .. } => format!(
+            "cd {root} && supervisorctl -c {conf} status {name} || true\n",
+            root = sh_quote(root),
+            conf = supervisord::CONF,
+            name = sh_quote(name)
+        ),
+        Probe::PromQuery { url, expr, .. } => format!(
+            "curl -s --max-time 5 -G --data-urlencode query={expr} {url} || echo 'unreachable'\n",
+            expr = sh_quote(expr),
+            url = sh_quote(url)
+        ),
+        Probe::Command { run, .. } => {
+            let argv: Vec<String> = run.iter().map(|a| sh_quote(a)).collect();
+            format!(
+                "cd {} 2>/dev/null; {} </dev/null >/dev/null 2>&1; echo \"exit $?\"\n",
+                sh_quote(root),
+                argv.join(" ")
+            )
+        }
+        Probe::NatsStream { .. } => return None,
+    })
+}
+
+/// Judges what a probe's script printed.
+pub fn judge(probe: &Probe, stdout: &str) -> Verdict {
+    match probe {
+        Probe::Http { status, body, .. } => {
+            let (first, rest) = stdout.split_once('\n').unwrap_or((stdout, ""));
+            let code: u16 = first
+                .strip_prefix("status ")
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or(0);
+            if code == 0 {
+                return Verdict::Fail("no answer".into());
+            }
+            if code != *status {
+                return Verdict::Fail(format!("HTTP {code}, expected {status}"));
+            }
+            match body {
+                Some(b) if !rest.contains(b.as_str()) => {
+                    Verdict::Fail(format!("HTTP {code} but the body lacks `{b}`"))
+                }
+                _ => Verdict::Pass(format!("HTTP {code}")),
+            }
+        }
+        Probe::Tcp { address, port, .. } => match stdout.trim() {
+            "open" => Verdict::Pass(format!("{address}:{port} accepts connections")),
+            _ => Verdict::Fail(format!("{address}:{port} refuses or does not answer")),
+        },
+        Probe::Process { name, soak_s, .. } => match stdout.lines().find_map(parse_status_line) {
+            Some(l) if l.state == ProcessState::Running && l.uptime_s.unwrap_or(0) >= *soak_s => {
+                Verdict::Pass(format!("running for {}s", l.uptime_s.unwrap_or(0)))
+            }
+            Some(l) if l.state == ProcessState::Running => Verdict::Fail(format!(
+                "running for {}s, needs {soak_s}s without a restart",
+                l.uptime_s.unwrap_or(0)
+            )),
+            Some(l) => Verdict::Fail(format!("{name} is {}", l.state.name())),
+            None => Verdict::Fail(format!("{name} is unknown to the supervisor")),
+        },
+        Probe::PromQuery { expr, min, .. } => {
+            let Ok(doc) = serde_json::from_str::<serde_json::Value>(stdout) else {
+                return Verdict::Fail("the hub does not answer".into());
+            };
+            if doc["status"] != "success" {
+                return Verdict::Fail(format!(
+                    "query failed: {}",
+                    doc["error"].as_str().unwrap_or("unknown error")
+                ));
+            }
+            let series = doc["data"]["result"].as_array().map_or(0, Vec::len) as u64;
+            if series >= *min {
+                Verdict::Pass(format!("{series} series"))
+            } else {
+                Verdict::Fail(format!(
+                    "`{expr}` returned {series} series, expected at least {min}"
+                ))
+            }
+        }
+        Probe::Command { run, .. } => match stdout.trim() {
+            "exit 0" => Verdict::Pass("exit 0".into()),
+            other => Verdict::Fail(format!("`{}` ended with {other}", run.join(" "))),
+        },
+        Probe::NatsStream { .. } => Verdict::Fail("judged with `judge_stream`".into()),
+    }
+}
+
+/// A `nats_stream` probe: the stream exists with exactly the planned config.
+pub fn judge_stream(want: &StreamConfig, have: Option<&StreamConfig>) -> Verdict {
+    match have {
+        None => Verdict::Fail(format!("stream {} does not exist", want.name)),
+        Some(h) if h == want => Verdict::Pass("exists as planned".into()),
+        Some(h) => {
+            let mut diffs = Vec::new();
+            if h.subjects != want.subjects {
+                diffs.push("subjects");
+            }
+            if h.max_age_ms != want.max_age_ms {
+                diffs.push("max_age");
+            }
+            if h.sources != want.sources {
+                diffs.push("sources");
+            }
+            if h.replicas != want.replicas {
+                diffs.push("replicas");
+            }
+            if diffs.is_empty() {
+                diffs.push("limits or storage");
+            }
+            Verdict::Fail(format!(
+                "stream {} differs from the plan in {}",
+                want.name,
+                diffs.join(", ")
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prom(min: u64) -> Probe {
+        Probe::PromQuery {
+            host: "mainpc".into(),
+            url: "http://127.0.0.2:9000/api/v1/query".into(),
+            expr: "up".into(),
+            min,
+        }
+    }
+
+    #[test]
+    fn prom_query_counts_series() {
+        let out = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]},{"metric":{},"value":[1,"1"]}]}}"#;
+        assert_eq!(judge(&prom(2), out), Verdict::Pass("2 series".into()));
+        assert_eq!(
+            judge(&prom(3), out),
+            Verdict::Fail("`up` returned 2 series, expected at least 3".into())
+        );
+        assert_eq!(
+            judge(&prom(1), "unreachable"),
+            Verdict::Fail("the hub does not answer".into())
+        );
+    }
+
+    #[test]
+    fn http_checks_status_and_body() {
+        let p = Probe::Http {
+            host: "h".into(),
+            url: "http://x/-/ready".into(),
+            status: 200,
+            body: Some("Ready".into()),
+        };
+        assert!(judge(&p, "status 200\nPrometheus Server is Ready.\n").passed());
+        assert_eq!(
+            judge(&p, "status 503\n"),
+            Verdict::Fail("HTTP 503, expected 200".into())
+        );
+        assert_eq!(judge(&p, "status 000\n"), Verdict::Fail("no answer".into()));
+        assert_eq!(
+            script(&p, "/r").unwrap(),
+            "b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{http_code}' --max-time 5 'http://x/-/ready' || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n"
+        );
+    }
+
+    #[test]
+    fn process_needs_its_soak_time() {
+        let p = Probe::Process {
+            host: "h".into(),
+            name: "nanoclaw".into(),
+            soak_s: 10,
+        };
+        assert!(judge(&p, "nanoclaw   RUNNING   pid 7, uptime 0:00:12\n").passed());
+        assert_eq!(
+            judge(&p, "nanoclaw   RUNNING   pid 7, uptime 0:00:03\n"),
+            Verdict::Fail("running for 3s, needs 10s without a restart".into())
+        );
+        assert_eq!(
+            judge(&p, "nanoclaw   FATAL   Exited too quickly\n"),
+            Verdict::Fail("nanoclaw is FATAL".into())
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! Running probes on their hosts, once (for `status`) or until they pass or time out (gates).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::gate::{self, Verdict};
+use crate::load::Loaded;
+use crate::primitive::{Check, Probe};
+use crate::transport::Connection;
+
+fn probe_host(p: &Probe) -> &str {
+    match p {
+        Probe::Http { host, .. }
+        | Probe::Tcp { host, .. }
+        | Probe::Process { host, .. }
+        | Probe::NatsStream { host, .. }
+        | Probe::PromQuery { host, .. }
+        | Probe::Command { host, .. } => host,
+    }
+}
+
+/// Runs a probe once, from its host's side.
+pub async fn once(
+    connections: &BTreeMap<String, &Connection>,
+    loaded: &Loaded,
+    probe: &Probe,
+) -> Verdict {
+    let host = probe_host(probe);
+    let Some(conn) = connections.get(host) else {
+        return Verdict::Fail(format!("host {host} is not connected"));
+    };
+    if let Probe::NatsStream { server, stream, .. } = probe {
+        return match crate::run::streams::info(conn, loaded, server, &stream.name).await {
+            Ok(have) => gate::judge_stream(stream, have.as_ref()),
+            Err(e) => Verdict::Fail(e.to_string()),
+        };
+    }
+    let root = loaded.inventory.host(host).map_or("", |h| h.root.as_str());
+    let Some(script) = gate::script(probe, root) else {
+        return Verdict::Fail("no script for this probe".into());
+    };
+    match conn.run(&script).await {
+        Ok(out) => gate::judge(probe, &out.stdout),
+        Err(e) => Verdict::Fail(e.to_string()),
+    }
+}
+
+/// Retries a check every `interval` until it passes or `timeout` has passed.
+pub async fn until(
+    connections: &BTreeMap<String, &Connection>,
+    loaded: &Loaded,
+    check: &Check,
+) -> Verdict {
+    let start = Instant::now();
+    loop {
+        let v = once(connections, loaded, &check.probe).await;
+        if v.passed() || start.elapsed() >= Duration::from_millis(check.timeout_ms) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(check.interval_ms.max(100))).await;
+    }
+}
+
+/// The checks that concern `host`: its health checks and the wave gates probed from it.
+pub fn checks_of<'a>(loaded: &'a Loaded, host: &str) -> Vec<&'a Check> {
+    let mut out: Vec<&Check> = loaded
+        .desired
+        .hosts
+        .get(host)
+        .map(|h| h.checks.iter().collect())
+        .unwrap_or_default();
+    out.extend(
+        loaded
+            .desired
+            .waves
+            .iter()
+            .flat_map(|w| &w.gates)
+            .filter(|g| probe_host(&g.probe) == host),
+    );
+    out
+}
