@@ -983,7 +983,9 @@ impl<'a> Expander<'a> {
         let probe = match *gate.probes().first()? {
             ProbeRef::Http(p) => Probe::Http {
                 host: p.host.get_ref().clone(),
-                url: p.url.clone(),
+                // `{{ host.address }}` and friends: the URL as the probing host sees it.
+                url: crate::render::render_str(&p.url, &self.context(self.host(p.host.get_ref())?))
+                    .unwrap_or_else(|_| p.url.clone()),
                 status: p.status,
                 body: p.body.clone(),
             },
