@@ -56,10 +56,11 @@
 //! * [`resolve_script`]: `resolved <the reason it was dirty>` or `resolved -` (was not dirty).
 //! * [`baseline_script`]: `baselined <id> <checksum>` per recorded migration.
 //!
-//! On failure their stderr holds sqlite3's own error (`Parse error near line N: ...`,
-//! `Runtime error near line N: ... (code)`) or a `wavectl: ...` line from the script, plus
-//! `wavectl-...` marker lines; [`parse_failure`] turns it into one message naming the
-//! migration file and the line in it.
+//! On success stderr is empty. On failure it holds sqlite3's own error (`Parse error near
+//! line N: ...`, `Runtime error near line N: ... (code)`) or a `wavectl: ...` line from the
+//! script, plus `wavectl-...` marker lines (how far sqlite3 got, the dirty reason, foreign key
+//! violations); [`parse_failure`] turns it into one message naming the migration file and the
+//! line in it.
 
 use std::fmt::Write as _;
 
@@ -119,14 +120,16 @@ wv_check_db() {
 wv_sql() { sqlite3 -bail -batch "$DB"; }
 wv_ok() {
   r=1
+  m=''
   while IFS= read -r l; do
     case "$l" in
       wavectl-committed) r=0 ;;
-      wavectl-*) printf '%s\n' "$l" >&2 ;;
+      wavectl-*) m="$m$l
+" ;;
       *) printf '%s\n' "$l" ;;
     esac
   done
-  [ "$r" = 0 ] || echo 'wavectl-not-committed' >&2
+  [ "$r" = 0 ] || printf '%swavectl-not-committed\n' "$m" >&2
   return "$r"
 }
 wv_fail() {
@@ -177,12 +180,13 @@ SELECT 'wavectl-fk ' || tbl || ' rowid ' || ifnull(row, '-') || ' references ' |
 INSERT INTO temp.wavectl_assert (foreign_key_violations) SELECT count(*) FROM temp.wavectl_fk HAVING count(*) > 0;
 ";
 
-/// Marks that sqlite3 reached the statement after it (printed via wv_ok to stderr).
+/// Marks that sqlite3 reached the statement after it (wv_ok passes it to stderr on failure).
 fn marker(text: &str) -> String {
     format!(".output\n.print wavectl-{text}\n.output /dev/null\n")
 }
 
 const COMMIT: &str = "COMMIT;\n";
+const CLEAR_DIRTY: &str = "DELETE FROM wavectl_meta WHERE key = 'dirty';\n";
 const DONE: &str = ".output\n.print wavectl-committed\n";
 
 /// `wv_sql` fed `body` through a heredoc whose delimiter is no line of the body; `on_error`
@@ -428,20 +432,16 @@ pub fn apply_script(
         a.push_str(COMMIT);
         a.push_str(DONE);
         s.push_str(&run_sql(&a, "wv_fail"));
-        // 2. the SQL, without a transaction.
+        // 2. the SQL without a transaction; then the row, and the marker cleared.
         let mut b = format!("{OPEN}PRAGMA foreign_keys=OFF;\n{ASSERTS}");
         push_sql(&mut b, &m.up_sql);
         b.push_str(FOREIGN_KEYS);
-        b.push_str("PRAGMA foreign_keys=ON;\n");
+        b.push_str("PRAGMA foreign_keys=ON;\nBEGIN IMMEDIATE;\n");
+        b.push_str(&insert_row(m, generation, commit, false));
+        b.push_str(CLEAR_DIRTY);
+        b.push_str(COMMIT);
         b.push_str(DONE);
         s.push_str(&run_sql(&b, "wv_dirty"));
-        // 3. the row, and the marker cleared.
-        let mut c = format!("{OPEN}BEGIN IMMEDIATE;\n");
-        c.push_str(&insert_row(m, generation, commit, false));
-        c.push_str("DELETE FROM wavectl_meta WHERE key = 'dirty';\n");
-        c.push_str(COMMIT);
-        c.push_str(DONE);
-        s.push_str(&run_sql(&c, "wv_dirty"));
     } else {
         let mut b = format!(
             "{OPEN}PRAGMA foreign_keys=OFF;\nBEGIN IMMEDIATE;\n{TABLES}{ASSERTS}{GUARD_SCHEMA}{GUARD_DIRTY}{already}"
@@ -502,13 +502,9 @@ SELECT writefile({}, down_sql) FROM wavectl_migrations WHERE id = {id};
     a.push_str(DONE);
     s.push_str(&run_sql(&a, "wv_fail"));
     let b = format!(
-        "{OPEN}PRAGMA foreign_keys=OFF;\n{ASSERTS}{read}{FOREIGN_KEYS}PRAGMA foreign_keys=ON;\n{DONE}"
+        "{OPEN}PRAGMA foreign_keys=OFF;\n{ASSERTS}{read}{FOREIGN_KEYS}PRAGMA foreign_keys=ON;\nBEGIN IMMEDIATE;\n{delete}{CLEAR_DIRTY}{COMMIT}{DONE}"
     );
     s.push_str(&run_sql(&b, "wv_dirty"));
-    let c = format!(
-        "{OPEN}BEGIN IMMEDIATE;\n{delete}DELETE FROM wavectl_meta WHERE key = 'dirty';\n{COMMIT}{DONE}"
-    );
-    s.push_str(&run_sql(&c, "wv_dirty"));
     s.push_str("else\n");
     let t = format!(
         "{OPEN}PRAGMA foreign_keys=OFF;\nBEGIN IMMEDIATE;\n{guards}{read}{FOREIGN_KEYS}{delete}{COMMIT}PRAGMA foreign_keys=ON;\n{DONE}"
@@ -548,10 +544,10 @@ pub fn resolve_script(db_path_abs: &str) -> String {
     let body = format!(
         "{OPEN}BEGIN IMMEDIATE;\n{TABLES}{ASSERTS}{GUARD_SCHEMA}\
 CREATE TEMP TABLE wavectl_was AS SELECT value FROM wavectl_meta WHERE key = 'dirty';
-DELETE FROM wavectl_meta WHERE key = 'dirty';
-{COMMIT}.output
+{CLEAR_DIRTY}{COMMIT}.output
 SELECT 'resolved ' || coalesce((SELECT replace(replace(value, char(13), ''), char(10), ' ') FROM temp.wavectl_was), '-');
-{DONE}"
+.print wavectl-committed
+"
     );
     s.push_str(&run_sql(&body, "wv_fail"));
     s
@@ -651,7 +647,11 @@ pub fn parse_failure_detail(stderr: &str, file: &str) -> Failure {
     // sqlite3's markers reach stderr through a pipe, its errors directly: their order is not
     // reliable, but sqlite3 stops at the first error, so the markers present are exactly the
     // stages it reached.
-    let sql_start: Option<u64> = stderr.lines().filter_map(|l| l.strip_prefix("wavectl-sql ")).filter_map(|n| n.trim().parse().ok()).next_back();
+    let sql_start: Option<u64> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("wavectl-sql "))
+        .filter_map(|n| n.trim().parse().ok())
+        .next_back();
     let recording = stderr.lines().any(|l| l == "wavectl-recording");
     let mut dirty_reason = None;
     let mut schema = None;
@@ -700,14 +700,26 @@ pub fn parse_failure_detail(stderr: &str, file: &str) -> Failure {
         ""
     };
     let (kind, text) = if let Some((line, in_sql, msg)) = error {
-        classify(
+        let (kind, text) = classify(
             &msg,
             line,
             in_sql,
             dirty_reason.as_deref(),
             schema.as_deref(),
             &fks,
-        )
+        );
+        // What became of the database, when the message does not say it yet.
+        let text = match kind {
+            FailureKind::Locked if !marked_dirty => format!("{text}; nothing was changed"),
+            FailureKind::ForeignKeys if !marked_dirty => {
+                format!("{text}; rolled back, nothing of it remains")
+            }
+            FailureKind::Other if marked_dirty && recording => {
+                format!("its SQL ran, but recording it failed: {text}")
+            }
+            _ => text,
+        };
+        (kind, text)
     } else if let Some(msg) = script_error {
         let kind = if msg.starts_with("sqlite3 is not installed") {
             FailureKind::NoSqlite3
@@ -829,9 +841,7 @@ fn classify(
             };
             return (
                 FailureKind::ForeignKeys,
-                format!(
-                    "PRAGMA foreign_key_check found violations after the SQL ran{list}; rolled back, nothing of it remains"
-                ),
+                format!("PRAGMA foreign_key_check found violations after the SQL ran{list}"),
             );
         }
         _ => {}
@@ -840,7 +850,7 @@ fn classify(
         return (
             FailureKind::Locked,
             format!(
-                "the database is locked: another connection holds its write lock (waited {} s); nothing was changed",
+                "the database is locked: another connection holds its write lock (waited {} s)",
                 BUSY_TIMEOUT_MS / 1000
             ),
         );
@@ -868,5 +878,645 @@ fn classify(
         ),
         (true, None) => (FailureKind::Sql { line: None }, msg.to_string()),
         (false, _) => (FailureKind::Other, msg.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DB: &str = "/srv/db/app.db";
+
+    fn add_note() -> MigrationSpec {
+        MigrationSpec {
+            id: 4,
+            name: "add_note".into(),
+            up_sql: "ALTER TABLE t ADD COLUMN note TEXT;\n".into(),
+            down_sql: "ALTER TABLE t DROP COLUMN note;\n".into(),
+            checksum: "c4".into(),
+            down_checksum: "d4".into(),
+            no_transaction: false,
+            irreversible: false,
+        }
+    }
+
+    #[test]
+    fn list_script_reads_without_creating() {
+        assert_eq!(
+            list_script(DB),
+            r#"set -eu
+DB='/srv/db/app.db'
+wv_err() { m=$(printf '%s' "$2" | tr '\n' ' '); printf 'error %s %s\n' "$1" "$m"; printf 'wavectl: %s\n' "$m" >&2; exit 1; }
+wv_failed() {
+  case "$1" in
+    *'database is locked'*) wv_err locked "database $DB is locked by another connection (waited 2 s): $1" ;;
+    *'not a database'*) wv_err notadb "database $DB is not an SQLite database: $1" ;;
+    *) wv_err sqlite "database $DB: $1" ;;
+  esac
+}
+command -v sqlite3 >/dev/null 2>&1 || wv_err nosqlite3 'sqlite3 is not installed on this host (Debian package: sqlite3)'
+[ -e "$DB" ] || { echo 'db missing'; exit 0; }
+{ [ -f "$DB" ] && [ -r "$DB" ]; } || wv_err notadb "database $DB is not an SQLite database (not a readable regular file)"
+[ ! -s "$DB" ] || [ "$(head -c 15 "$DB" | tr -d '\000')" = 'SQLite format 3' ] || wv_err notadb "database $DB is not an SQLite database (the file does not start with the SQLite header)"
+t=$(sqlite3 -bail -batch -readonly "$DB" 2>&1 <<'WV_SQL'
+.timeout 2000
+SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'wavectl_migrations';
+WV_SQL
+) || wv_failed "$t"
+echo 'db ok'
+[ -n "$t" ] || exit 0
+t=$(sqlite3 -bail -batch -readonly "$DB" 2>&1 <<'WV_SQL'
+.timeout 2000
+BEGIN;
+SELECT 'schema ' || value FROM wavectl_meta WHERE key = 'schema';
+SELECT 'dirty ' || replace(replace(value, char(13), ''), char(10), ' ') FROM wavectl_meta WHERE key = 'dirty';
+SELECT 'applied ' || id || ' ' || generation || ' ' || applied_at || ' ' || checksum || ' ' || down_checksum || ' ' || coalesce(nullif(plan_commit, ''), '-') || ' ' || coalesce(nullif(substr(CASE WHEN irreversible THEN ',irreversible' ELSE '' END || CASE WHEN no_transaction THEN ',no-transaction' ELSE '' END || CASE WHEN baseline THEN ',baseline' ELSE '' END, 2), ''), '-') || ' ' || replace(name, char(10), ' ') FROM wavectl_migrations ORDER BY id;
+COMMIT;
+WV_SQL
+) || wv_failed "$t"
+printf '%s\n' "$t"
+"#
+        );
+    }
+
+    #[test]
+    fn apply_script_runs_sql_and_row_in_one_transaction() {
+        assert_eq!(
+            apply_script(DB, &add_note(), 7, Some("abc123")),
+            r#"set -eu
+DB='/srv/db/app.db'
+NEW=0
+wv_die() { printf 'wavectl: %s\n' "$1" >&2; exit 1; }
+command -v sqlite3 >/dev/null 2>&1 || wv_die 'sqlite3 is not installed on this host (Debian package: sqlite3)'
+wv_check_db() {
+  [ -e "$DB" ] || wv_die "database $DB does not exist"
+  { [ -f "$DB" ] && [ -r "$DB" ]; } || wv_die "database $DB is not an SQLite database (not a readable regular file)"
+  [ ! -s "$DB" ] || [ "$(head -c 15 "$DB" | tr -d '\000')" = 'SQLite format 3' ] || wv_die "database $DB is not an SQLite database (the file does not start with the SQLite header)"
+}
+wv_sql() { sqlite3 -bail -batch "$DB"; }
+wv_ok() {
+  r=1
+  m=''
+  while IFS= read -r l; do
+    case "$l" in
+      wavectl-committed) r=0 ;;
+      wavectl-*) m="$m$l
+" ;;
+      *) printf '%s\n' "$l" ;;
+    esac
+  done
+  [ "$r" = 0 ] || printf '%swavectl-not-committed\n' "$m" >&2
+  return "$r"
+}
+wv_fail() {
+  if [ "$NEW" = 1 ] && [ ! -s "$DB" ]; then rm -f "$DB"; fi
+  exit 1
+}
+wv_dirty() { echo 'wavectl-marked-dirty' >&2; exit 1; }
+if [ -e "$DB" ]; then wv_check_db; else mkdir -p "$(dirname "$DB")"; NEW=1; fi
+wv_sql <<'WV_SQL' | wv_ok || wv_fail
+.timeout 2000
+.output /dev/null
+PRAGMA foreign_keys=OFF;
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS wavectl_migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, down_checksum TEXT NOT NULL, down_sql TEXT NOT NULL, irreversible INTEGER NOT NULL DEFAULT 0, no_transaction INTEGER NOT NULL DEFAULT 0, baseline INTEGER NOT NULL DEFAULT 0, applied_at TEXT NOT NULL, generation INTEGER NOT NULL, plan_commit TEXT, accepted_at TEXT);
+CREATE TABLE IF NOT EXISTS wavectl_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO wavectl_meta (key, value) VALUES ('schema', '1');
+CREATE TEMP TABLE wavectl_assert (newer_schema TEXT CONSTRAINT wavectl_newer_schema CHECK (newer_schema IS NULL), dirty TEXT CONSTRAINT wavectl_dirty CHECK (dirty IS NULL), already_applied INTEGER CONSTRAINT wavectl_already_applied CHECK (already_applied IS NULL), not_recorded INTEGER CONSTRAINT wavectl_not_recorded CHECK (not_recorded IS NULL), irreversible INTEGER CONSTRAINT wavectl_irreversible CHECK (irreversible IS NULL), already_tracked INTEGER CONSTRAINT wavectl_already_tracked CHECK (already_tracked IS NULL), foreign_key_violations INTEGER CONSTRAINT wavectl_foreign_key_violations CHECK (foreign_key_violations IS NULL));
+.output
+SELECT 'wavectl-schema ' || value FROM wavectl_meta WHERE key = 'schema' AND CAST(value AS INTEGER) > 1;
+.output /dev/null
+INSERT INTO temp.wavectl_assert (newer_schema) SELECT value FROM wavectl_meta WHERE key = 'schema' AND CAST(value AS INTEGER) > 1;
+.output
+SELECT 'wavectl-dirty ' || replace(replace(value, char(13), ''), char(10), ' ') FROM wavectl_meta WHERE key = 'dirty';
+.output /dev/null
+INSERT INTO temp.wavectl_assert (dirty) SELECT value FROM wavectl_meta WHERE key = 'dirty';
+INSERT INTO temp.wavectl_assert (already_applied) SELECT id FROM wavectl_migrations WHERE id = 4;
+.output
+.print wavectl-sql 20
+.output /dev/null
+ALTER TABLE t ADD COLUMN note TEXT;
+;
+.output
+.print wavectl-recording
+.output /dev/null
+CREATE TEMP TABLE wavectl_fk AS SELECT "table" AS tbl, rowid AS row, parent AS parent FROM pragma_foreign_key_check LIMIT 20;
+.output
+SELECT 'wavectl-fk ' || tbl || ' rowid ' || ifnull(row, '-') || ' references ' || parent FROM temp.wavectl_fk;
+.output /dev/null
+INSERT INTO temp.wavectl_assert (foreign_key_violations) SELECT count(*) FROM temp.wavectl_fk HAVING count(*) > 0;
+INSERT INTO wavectl_migrations (id, name, checksum, down_checksum, down_sql, irreversible, no_transaction, baseline, applied_at, generation, plan_commit) VALUES (4, 'add_note', 'c4', 'd4', 'ALTER TABLE t DROP COLUMN note;
+', 0, 0, 0, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 7, 'abc123');
+COMMIT;
+PRAGMA foreign_keys=ON;
+.output
+.print wavectl-committed
+WV_SQL
+[ "$NEW" = 0 ] || echo 'created'
+echo 'applied 4 c4'
+"#
+        );
+    }
+
+    #[test]
+    fn apply_script_without_transaction_marks_dirty_first() {
+        let m = MigrationSpec {
+            no_transaction: true,
+            up_sql: "-- wavectl: no-transaction\r\nVACUUM;".into(),
+            ..add_note()
+        };
+        let expected = [
+            r#"set -eu
+DB='/srv/db/app.db'
+"#,
+            PRELUDE,
+            r#"if [ -e "$DB" ]; then wv_check_db; else mkdir -p "$(dirname "$DB")"; NEW=1; fi
+wv_sql <<'WV_SQL' | wv_ok || wv_fail
+.timeout 2000
+.output /dev/null
+BEGIN IMMEDIATE;
+"#,
+            TABLES,
+            ASSERTS,
+            GUARD_SCHEMA,
+            GUARD_DIRTY,
+            r#"INSERT INTO temp.wavectl_assert (already_applied) SELECT id FROM wavectl_migrations WHERE id = 4;
+INSERT INTO wavectl_meta (key, value) VALUES ('dirty', '0004_add_note.up.sql (no-transaction, generation 7) started ' || strftime('%Y-%m-%dT%H:%M:%SZ', 'now') || ' and did not finish');
+COMMIT;
+.output
+.print wavectl-committed
+WV_SQL
+wv_sql <<'WV_SQL' | wv_ok || wv_dirty
+.timeout 2000
+.output /dev/null
+PRAGMA foreign_keys=OFF;
+"#,
+            ASSERTS,
+            r#".output
+.print wavectl-sql 7
+.output /dev/null
+-- wavectl: no-transaction
+VACUUM;
+;
+.output
+.print wavectl-recording
+.output /dev/null
+"#,
+            FOREIGN_KEYS,
+            r#"PRAGMA foreign_keys=ON;
+BEGIN IMMEDIATE;
+INSERT INTO wavectl_migrations (id, name, checksum, down_checksum, down_sql, irreversible, no_transaction, baseline, applied_at, generation, plan_commit) VALUES (4, 'add_note', 'c4', 'd4', 'ALTER TABLE t DROP COLUMN note;
+', 0, 1, 0, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 7, NULL);
+DELETE FROM wavectl_meta WHERE key = 'dirty';
+COMMIT;
+.output
+.print wavectl-committed
+WV_SQL
+[ "$NEW" = 0 ] || echo 'created'
+echo 'applied 4 c4'
+"#,
+        ]
+        .concat();
+        assert_eq!(apply_script(DB, &m, 7, None), expected);
+    }
+
+    #[test]
+    fn revert_script_runs_the_stored_down_sql() {
+        let expected = [
+            r#"set -eu
+DB='/srv/db/app.db'
+"#,
+            PRELUDE,
+            r#"wv_check_db
+T='/srv/db/app.db.wavectl-down.sql'
+trap 'rm -f "$T"' EXIT
+rm -f "$T"
+NT=$(sqlite3 -batch -readonly "$DB" 2>/dev/null <<'WV_SQL' || true
+.timeout 2000
+SELECT no_transaction FROM wavectl_migrations WHERE id = 4;
+WV_SQL
+)
+if [ "$NT" = 1 ]; then
+wv_sql <<'WV_SQL' | wv_ok || wv_fail
+.timeout 2000
+.output /dev/null
+BEGIN IMMEDIATE;
+"#,
+            TABLES,
+            ASSERTS,
+            GUARD_SCHEMA,
+            GUARD_DIRTY,
+            r#"INSERT INTO temp.wavectl_assert (not_recorded) SELECT 4 WHERE NOT EXISTS (SELECT 1 FROM wavectl_migrations WHERE id = 4);
+INSERT INTO temp.wavectl_assert (irreversible) SELECT id FROM wavectl_migrations WHERE id = 4 AND irreversible <> 0;
+SELECT writefile('/srv/db/app.db.wavectl-down.sql', down_sql) FROM wavectl_migrations WHERE id = 4;
+INSERT INTO wavectl_meta (key, value) SELECT 'dirty', 'revert of ' || printf('%04d', id) || '_' || name || ' (no-transaction) started ' || strftime('%Y-%m-%dT%H:%M:%SZ', 'now') || ' and did not finish' FROM wavectl_migrations WHERE id = 4;
+COMMIT;
+.output
+.print wavectl-committed
+WV_SQL
+wv_sql <<'WV_SQL' | wv_ok || wv_dirty
+.timeout 2000
+.output /dev/null
+PRAGMA foreign_keys=OFF;
+"#,
+            ASSERTS,
+            r#".output
+.print wavectl-sql 0
+.output /dev/null
+.read "/srv/db/app.db.wavectl-down.sql"
+.output
+.print wavectl-recording
+.output /dev/null
+"#,
+            FOREIGN_KEYS,
+            r#"PRAGMA foreign_keys=ON;
+BEGIN IMMEDIATE;
+DELETE FROM wavectl_migrations WHERE id = 4;
+DELETE FROM wavectl_meta WHERE key = 'dirty';
+COMMIT;
+.output
+.print wavectl-committed
+WV_SQL
+else
+wv_sql <<'WV_SQL' | wv_ok || wv_fail
+.timeout 2000
+.output /dev/null
+PRAGMA foreign_keys=OFF;
+BEGIN IMMEDIATE;
+"#,
+            TABLES,
+            ASSERTS,
+            GUARD_SCHEMA,
+            GUARD_DIRTY,
+            r#"INSERT INTO temp.wavectl_assert (not_recorded) SELECT 4 WHERE NOT EXISTS (SELECT 1 FROM wavectl_migrations WHERE id = 4);
+INSERT INTO temp.wavectl_assert (irreversible) SELECT id FROM wavectl_migrations WHERE id = 4 AND irreversible <> 0;
+SELECT writefile('/srv/db/app.db.wavectl-down.sql', down_sql) FROM wavectl_migrations WHERE id = 4;
+.output
+.print wavectl-sql 0
+.output /dev/null
+.read "/srv/db/app.db.wavectl-down.sql"
+.output
+.print wavectl-recording
+.output /dev/null
+"#,
+            FOREIGN_KEYS,
+            r#"DELETE FROM wavectl_migrations WHERE id = 4;
+COMMIT;
+PRAGMA foreign_keys=ON;
+.output
+.print wavectl-committed
+WV_SQL
+fi
+echo 'reverted 4'
+"#,
+        ]
+        .concat();
+        assert_eq!(revert_script(DB, 4), expected);
+    }
+
+    #[test]
+    fn accept_resolve_and_baseline_scripts() {
+        let expected = [
+            r#"set -eu
+DB='/srv/db/app.db'
+"#,
+            PRELUDE,
+            r#"wv_check_db
+wv_sql <<'WV_SQL' | wv_ok || wv_fail
+.timeout 2000
+.output /dev/null
+BEGIN IMMEDIATE;
+"#,
+            TABLES,
+            ASSERTS,
+            GUARD_SCHEMA,
+            r#"INSERT INTO temp.wavectl_assert (not_recorded) SELECT 4 WHERE NOT EXISTS (SELECT 1 FROM wavectl_migrations WHERE id = 4);
+UPDATE wavectl_migrations SET checksum = 'c5', accepted_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = 4;
+COMMIT;
+.output
+.print wavectl-committed
+WV_SQL
+echo 'accepted 4 c5'
+"#,
+        ]
+        .concat();
+        assert_eq!(accept_script(DB, 4, "c5"), expected);
+        let expected = [
+            r#"set -eu
+DB='/srv/db/app.db'
+"#,
+            PRELUDE,
+            r#"wv_check_db
+wv_sql <<'WV_SQL' | wv_ok || wv_fail
+.timeout 2000
+.output /dev/null
+BEGIN IMMEDIATE;
+"#,
+            TABLES,
+            ASSERTS,
+            GUARD_SCHEMA,
+            r#"CREATE TEMP TABLE wavectl_was AS SELECT value FROM wavectl_meta WHERE key = 'dirty';
+DELETE FROM wavectl_meta WHERE key = 'dirty';
+COMMIT;
+.output
+SELECT 'resolved ' || coalesce((SELECT replace(replace(value, char(13), ''), char(10), ' ') FROM temp.wavectl_was), '-');
+.print wavectl-committed
+WV_SQL
+"#,
+        ]
+        .concat();
+        assert_eq!(resolve_script(DB), expected);
+        let one = MigrationSpec {
+            id: 1,
+            ..add_note()
+        };
+        let expected = [
+            r#"set -eu
+DB='/srv/db/app.db'
+"#,
+            PRELUDE,
+            r#"wv_check_db
+wv_sql <<'WV_SQL' | wv_ok || wv_fail
+.timeout 2000
+.output /dev/null
+BEGIN IMMEDIATE;
+"#,
+            TABLES,
+            ASSERTS,
+            GUARD_SCHEMA,
+            GUARD_DIRTY,
+            r#"INSERT INTO temp.wavectl_assert (already_tracked) SELECT count(*) FROM wavectl_migrations HAVING count(*) > 0;
+INSERT INTO wavectl_migrations (id, name, checksum, down_checksum, down_sql, irreversible, no_transaction, baseline, applied_at, generation, plan_commit) VALUES (1, 'add_note', 'c4', 'd4', 'ALTER TABLE t DROP COLUMN note;
+', 0, 0, 1, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 0, NULL);
+COMMIT;
+.output
+.print wavectl-committed
+WV_SQL
+echo 'baselined 1 c4'
+"#,
+        ]
+        .concat();
+        assert_eq!(baseline_script(DB, 1, std::slice::from_ref(&one)), expected);
+        let expected = [
+            r#"set -eu
+DB='/srv/db/app.db'
+"#,
+            PRELUDE,
+            r#"wv_die 'baseline up to 0002: the plan has no migration 0002'
+"#,
+        ]
+        .concat();
+        assert_eq!(baseline_script(DB, 2, &[one]), expected);
+    }
+
+    #[test]
+    fn the_layout_version_in_the_sql_is_schema_version() {
+        assert!(TABLES.contains(&format!("VALUES ('schema', '{SCHEMA_VERSION}')")));
+        assert!(GUARD_SCHEMA.contains(&format!("CAST(value AS INTEGER) > {SCHEMA_VERSION};")));
+    }
+
+    #[test]
+    fn a_heredoc_delimiter_is_never_a_line_of_the_sql() {
+        assert_eq!(
+            run_sql("SELECT 1;\n", "wv_fail"),
+            "wv_sql <<'WV_SQL' | wv_ok || wv_fail\nSELECT 1;\nWV_SQL\n"
+        );
+        assert_eq!(
+            run_sql("SELECT '\nWV_SQL\nWV_SQL_1\n';\n", "wv_fail"),
+            "wv_sql <<'WV_SQL_2' | wv_ok || wv_fail\nSELECT '\nWV_SQL\nWV_SQL_1\n';\nWV_SQL_2\n"
+        );
+        assert_eq!(sql_quote("it's"), "'it''s'");
+        assert_eq!(dot_quote(r#"/a "b"\c"#), r#""/a \"b\"\\c""#);
+    }
+
+    #[test]
+    fn a_listing_parses_into_applied_migrations_and_the_dirty_marker() {
+        let out = "db ok\nschema 1\ndirty 0005_x.up.sql (no-transaction, generation 8) started 2026-11-23T10:00:00Z and did not finish\napplied 1 0 2026-11-01T00:00:00Z aaa ddd - baseline users\napplied 4 7 2026-11-20T12:00:00Z bbb eee c0ffee irreversible,no-transaction add note\n";
+        let l = parse_list(out).unwrap();
+        assert!(l.exists);
+        assert_eq!(
+            l.dirty.as_deref(),
+            Some(
+                "0005_x.up.sql (no-transaction, generation 8) started 2026-11-23T10:00:00Z and did not finish"
+            )
+        );
+        assert_eq!(
+            l.applied,
+            vec![
+                AppliedMigration {
+                    id: 1,
+                    name: "users".into(),
+                    checksum: "aaa".into(),
+                    applied_at: "2026-11-01T00:00:00Z".into(),
+                    generation: 0
+                },
+                AppliedMigration {
+                    id: 4,
+                    name: "add note".into(),
+                    checksum: "bbb".into(),
+                    applied_at: "2026-11-20T12:00:00Z".into(),
+                    generation: 7
+                },
+            ]
+        );
+        assert_eq!(
+            l.details,
+            vec![
+                AppliedDetail {
+                    id: 1,
+                    down_checksum: "ddd".into(),
+                    commit: None,
+                    irreversible: false,
+                    no_transaction: false,
+                    baseline: true
+                },
+                AppliedDetail {
+                    id: 4,
+                    down_checksum: "eee".into(),
+                    commit: Some("c0ffee".into()),
+                    irreversible: true,
+                    no_transaction: true,
+                    baseline: false
+                },
+            ]
+        );
+        assert_eq!(parse_list("db missing\n").unwrap(), Listing::default());
+        assert_eq!(
+            parse_list("db ok\n\n").unwrap(),
+            Listing {
+                exists: true,
+                ..Listing::default()
+            }
+        );
+    }
+
+    #[test]
+    fn listing_errors_are_typed() {
+        assert_eq!(
+            parse_list("error notadb database /d is not an SQLite database (x)\n").unwrap_err(),
+            SqliteError::NotADatabase("database /d is not an SQLite database (x)".into())
+        );
+        assert!(matches!(
+            parse_list("error locked database /d is locked\n").unwrap_err(),
+            SqliteError::Locked(_)
+        ));
+        assert!(matches!(
+            parse_list("error nosqlite3 sqlite3 is not installed\n").unwrap_err(),
+            SqliteError::NoSqlite3(_)
+        ));
+        assert!(matches!(
+            parse_list("db ok\nerror sqlite database /d: disk I/O error\n").unwrap_err(),
+            SqliteError::Sqlite(_)
+        ));
+        assert_eq!(
+            parse_list("db ok\nschema 2\n").unwrap_err(),
+            SqliteError::NewerSchema { found: 2 }
+        );
+        assert!(matches!(
+            parse_list("").unwrap_err(),
+            SqliteError::Malformed(_)
+        ));
+        assert!(matches!(
+            parse_list("db ok\napplied x\n").unwrap_err(),
+            SqliteError::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn sqlite_error_lines_of_old_and_new_versions() {
+        assert_eq!(
+            sqlite_error("Parse error near line 9: near \"CREAT\": syntax error"),
+            Some((Some(9), "near \"CREAT\": syntax error".into()))
+        );
+        assert_eq!(
+            sqlite_error("Runtime error near line 2: UNIQUE constraint failed: a.x (19)"),
+            Some((Some(2), "UNIQUE constraint failed: a.x".into()))
+        );
+        assert_eq!(
+            sqlite_error("Error: near line 3: no such table: t"),
+            Some((Some(3), "no such table: t".into()))
+        );
+        assert_eq!(
+            sqlite_error("Error: unable to open database \"x\": unable to open database file"),
+            Some((
+                None,
+                "unable to open database \"x\": unable to open database file".into()
+            ))
+        );
+        assert_eq!(sqlite_error("  CREAT TABLE c(z);"), None);
+        assert_eq!(sqlite_error("Errors are fine"), None);
+    }
+
+    #[test]
+    fn failures_name_the_file_and_its_line() {
+        // Markers reach stderr through a pipe: their order against the error does not matter.
+        let stderr = "Parse error near line 25: near \"CREAT\": syntax error\n  CREAT TABLE b (y);\n  ^--- error here\nwavectl-sql 20\nwavectl-not-committed\n";
+        let f = parse_failure_detail(stderr, "0004_bad.up.sql");
+        assert_eq!(
+            f.message,
+            "0004_bad.up.sql: line 5: near \"CREAT\": syntax error"
+        );
+        assert_eq!(f.kind, FailureKind::Sql { line: Some(5) });
+        assert!(!f.marked_dirty);
+        // An error before the SQL (no marker) or after it is not given a line of the file.
+        let f = parse_failure_detail(
+            "Runtime error near line 4: database is locked (5)\nwavectl-not-committed\n",
+            "0004_x.up.sql",
+        );
+        assert_eq!(f.kind, FailureKind::Locked);
+        assert_eq!(
+            f.message,
+            "0004_x.up.sql: the database is locked: another connection holds its write lock (waited 2 s); nothing was changed"
+        );
+        let f = parse_failure_detail(
+            "wavectl-sql 20\nwavectl-recording\nRuntime error near line 40: cannot commit - no transaction is active\n",
+            "0004_x.up.sql",
+        );
+        assert_eq!(f.kind, FailureKind::Sql { line: None });
+        assert!(f.message.starts_with("0004_x.up.sql: cannot commit - no transaction is active: the SQL ends the transaction"), "{}", f.message);
+        let f = parse_failure_detail(
+            "wavectl-sql 20\nwavectl-recording\nRuntime error near line 40: database or disk is full (13)\n",
+            "0004_x.up.sql",
+        );
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (
+                FailureKind::Other,
+                "0004_x.up.sql: database or disk is full"
+            )
+        );
+    }
+
+    #[test]
+    fn failures_of_the_checks_say_what_to_do() {
+        let f = parse_failure_detail(
+            "wavectl-dirty 0003_v.up.sql (no-transaction, generation 2) started T and did not finish\nRuntime error near line 16: CHECK constraint failed: wavectl_dirty (19)\n",
+            "0004_x.up.sql",
+        );
+        assert_eq!(f.kind, FailureKind::Dirty);
+        assert_eq!(
+            f.message,
+            "0004_x.up.sql: the database is marked dirty (0003_v.up.sql (no-transaction, generation 2) started T and did not finish): a no-transaction migration failed or was interrupted; check the database by hand, then run `wavectl migrations resolve`"
+        );
+        let f = parse_failure_detail(
+            "wavectl-schema 2\nRuntime error near line 12: CHECK constraint failed: wavectl_newer_schema (19)\n",
+            "db",
+        );
+        assert_eq!(
+            f.message,
+            "db: the database's wavectl tables have layout 2, newer than this wavectl (1); upgrade wavectl"
+        );
+        let f = parse_failure_detail(
+            "Runtime error near line 17: CHECK constraint failed: wavectl_already_applied (19)\n",
+            "0004_x.up.sql",
+        );
+        assert_eq!(f.kind, FailureKind::AlreadyApplied);
+        // A no-transaction migration: what ran stays, and the database is dirty.
+        let f = parse_failure_detail(
+            "wavectl-sql 7\nwavectl-recording\nwavectl-fk orders rowid 4 references users\nRuntime error near line 20: CHECK constraint failed: wavectl_foreign_key_violations (19)\nwavectl-not-committed\nwavectl-marked-dirty\n",
+            "0005_nt.up.sql",
+        );
+        assert_eq!((f.kind, f.marked_dirty), (FailureKind::ForeignKeys, true));
+        assert_eq!(
+            f.message,
+            "0005_nt.up.sql: PRAGMA foreign_key_check found violations after the SQL ran: orders rowid 4 references users; the database is now marked dirty: check it by hand, then run `wavectl migrations resolve` (further migrations are refused until then)"
+        );
+        let f = parse_failure_detail(
+            "wavectl-sql 7\nwavectl-recording\nRuntime error near line 22: disk I/O error (10)\nwavectl-marked-dirty\n",
+            "0005_nt.up.sql",
+        );
+        assert!(f.message.starts_with("0005_nt.up.sql: its SQL ran, but recording it failed: disk I/O error; the database is now marked dirty"), "{}", f.message);
+    }
+
+    #[test]
+    fn failures_of_the_script_itself() {
+        let f = parse_failure_detail(
+            "wavectl: sqlite3 is not installed on this host (Debian package: sqlite3)\n",
+            "0001_a.up.sql",
+        );
+        assert_eq!(f.kind, FailureKind::NoSqlite3);
+        assert_eq!(
+            f.message,
+            "0001_a.up.sql: sqlite3 is not installed on this host (Debian package: sqlite3)"
+        );
+        let f = parse_failure_detail("wavectl: database /d does not exist\n", "resolve");
+        assert_eq!(
+            (f.kind, f.message.as_str()),
+            (FailureKind::Missing, "resolve: database /d does not exist")
+        );
+        let f = parse_failure_detail("wavectl-sql 20\nwavectl-not-committed\n", "0001_a.up.sql");
+        assert_eq!(f.kind, FailureKind::NotCommitted);
+        let f = parse_failure_detail(
+            "Parse error near line 3: file is not a database (26)\n",
+            "0001_a.up.sql",
+        );
+        assert_eq!(
+            f.message,
+            "0001_a.up.sql: the database file is not an SQLite database (file is not a database)"
+        );
+        assert_eq!(
+            parse_failure("", "x").as_str(),
+            "x: the script failed without a message"
+        );
     }
 }

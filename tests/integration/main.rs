@@ -5,5 +5,6 @@ mod common;
 mod diff_snapshots;
 mod lab;
 mod render_tools;
+mod services_lab;
 mod sqlite_backend;
 mod validate_errors;

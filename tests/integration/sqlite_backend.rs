@@ -25,7 +25,7 @@ struct Out {
 
 /// A temporary directory with a database path in a directory that does not exist yet.
 struct Lab {
-    _dir: TempDir,
+    dir: TempDir,
     db: PathBuf,
 }
 
@@ -46,7 +46,7 @@ impl Lab {
     fn new() -> Lab {
         let dir = TempDir::new().expect("temp dir");
         let db = dir.path().join("data/app.db");
-        Lab { _dir: dir, db }
+        Lab { dir, db }
     }
 
     fn db(&self) -> &str {
@@ -54,7 +54,7 @@ impl Lab {
     }
 
     fn dir(&self) -> &Path {
-        self._dir.path()
+        self.dir.path()
     }
 
     fn run(&self, script: &str) -> Out {
@@ -135,12 +135,14 @@ impl Lab {
                 .ends_with(&format!("applied {} {}\n", m.id, m.checksum)),
             "{out:?}"
         );
+        assert_eq!(out.stderr, "", "a success is quiet on stderr");
     }
 
     fn revert_ok(&self, id: u32) {
         let out = self.run(&revert_script(self.db(), id));
         assert!(out.ok, "revert {id} failed: {}", out.stderr);
         assert_eq!(out.stdout, format!("reverted {id}\n"));
+        assert_eq!(out.stderr, "");
     }
 }
 
@@ -443,13 +445,12 @@ impl WriteLockHolder {
             .stderr(Stdio::null())
             .spawn()
             .expect("sqlite3");
-        let mut stdin = child.stdin.take().expect("stdin");
+        // stdin stays open inside `child` (closing it would end sqlite3) until the drop.
+        let stdin = child.stdin.as_mut().expect("stdin");
         stdin
             .write_all(b"BEGIN IMMEDIATE;\n.print holding\n")
             .expect("write");
         stdin.flush().expect("flush");
-        // Keep stdin open (leaked into the child's lifetime): closing it would end sqlite3.
-        std::mem::forget(stdin);
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().expect("stdout"))
             .read_line(&mut line)
@@ -460,6 +461,7 @@ impl WriteLockHolder {
 }
 
 impl Drop for WriteLockHolder {
+    /// Kills exactly the sqlite3 this holder started (by its PID), then reaps it.
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -535,7 +537,7 @@ fn a_failed_no_transaction_migration_marks_the_database_dirty_until_resolved() {
     let f = parse_failure_detail(&out.stderr, "0002_orders.up.sql");
     assert_eq!(f.kind, FailureKind::Dirty);
     assert!(f.message.contains(&reason), "{}", f.message);
-    assert_eq!(lab.run(&revert_script(lab.db(), 1)).ok, false);
+    assert!(!lab.run(&revert_script(lab.db(), 1)).ok);
     assert_eq!(lab.listed_ids(), vec![1]);
 
     lab.sql("DROP TABLE half;\n");
@@ -690,6 +692,45 @@ fn foreign_key_violations_after_a_migration_roll_it_back() {
     );
     assert_eq!(lab.sql("SELECT count(*) FROM orders;\n"), "3\n");
     assert_eq!(lab.listed_ids(), vec![1, 2]);
+
+    // Without a transaction nothing can be rolled back: the row stays and the database is dirty.
+    let out = lab.apply(&migration(
+        3,
+        "orphan_nt",
+        "-- wavectl: no-transaction\nINSERT INTO orders (user_id, total) VALUES (42, 1);\n",
+        "DELETE FROM orders WHERE user_id = 42;\n",
+    ));
+    let f = parse_failure_detail(&out.stderr, "0003_orphan_nt.up.sql");
+    assert_eq!(
+        (f.kind, f.marked_dirty),
+        (FailureKind::ForeignKeys, true),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(lab.sql("SELECT count(*) FROM orders;\n"), "4\n");
+    assert!(lab.list().unwrap().dirty.is_some());
+}
+
+#[test]
+fn a_database_from_a_newer_wavectl_is_refused() {
+    let lab = Lab::new();
+    lab.apply_ok(&first_three()[0]);
+    lab.sql("UPDATE wavectl_meta SET value = '2' WHERE key = 'schema';\n");
+    assert_eq!(
+        lab.list().unwrap_err(),
+        SqliteError::NewerSchema { found: 2 }
+    );
+    let out = lab.apply(&first_three()[1]);
+    assert_eq!(
+        parse_failure(&out.stderr, "0002_orders.up.sql"),
+        "0002_orders.up.sql: the database's wavectl tables have layout 2, newer than this wavectl (1); upgrade wavectl"
+    );
+    let out = lab.run(&revert_script(lab.db(), 1));
+    assert_eq!(
+        parse_failure_detail(&out.stderr, "0001_users.down.sql").kind,
+        FailureKind::NewerSchema
+    );
+    assert_eq!(lab.sql("SELECT count(*) FROM wavectl_migrations;\n"), "1\n");
 }
 
 #[test]
