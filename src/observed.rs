@@ -86,6 +86,9 @@ pub struct AppliedMigration {
     pub checksum: String,
     pub applied_at: String,
     pub generation: u64,
+    /// Marked `-- wavectl: irreversible`: never reverted implicitly.
+    #[serde(default)]
+    pub irreversible: bool,
 }
 
 /// What a host looks like right after a successful apply of `desired`: every file in place,
@@ -132,6 +135,7 @@ pub fn converged(desired: &HostDesired) -> HostObserved {
                         checksum: m.checksum.clone(),
                         applied_at: "2026-01-01T00:00:00Z".into(),
                         generation: 1,
+                        irreversible: m.irreversible,
                     })
                     .collect();
                 (db.name.clone(), applied)

@@ -10,7 +10,12 @@ use serde_json::json;
 
 use crate::backend::sh_quote;
 use crate::backend::supervisord::{CONF, PIDFILE};
-use crate::diff::{Change, FileAction, ProcessAction};
+use crate::backend::sqlite;
+use crate::diff::{Change, FileAction, MigrationAction, ProcessAction};
+
+/// Step labels of migrations: `apply migration DB FILE`, `revert migration DB FILE`.
+pub const APPLY_PREFIX: &str = "apply migration ";
+pub const REVERT_PREFIX: &str = "revert migration ";
 use crate::primitive::HostDesired;
 use crate::state::{HostState, Lock};
 
@@ -122,6 +127,7 @@ impl Steps {
 pub fn wave_script(
     root: &str,
     generation: u64,
+    commit: Option<&str>,
     wave: &str,
     desired: &HostDesired,
     changes: &[Change],
@@ -161,6 +167,24 @@ pub fn wave_script(
                     &format!("delete {path}"),
                     &format!("wv_backup {p}\nrm -f {p}\n", p = sh_quote(path)),
                 );
+            }
+        }
+    }
+    // Then the schema, before the programs that use it: reverts (newest first, from the down
+    // SQL recorded in the database), then applies, each in its own transaction.
+    for c in changes {
+        let Change::Migration { database, id, name, action } = c else { continue };
+        let Some(db) = desired.databases.iter().find(|d| &d.name == database) else { continue };
+        let path = crate::backend::observe::absolute(root, &db.path);
+        match action {
+            MigrationAction::Revert => {
+                let label = format!("{REVERT_PREFIX}{database} {}", sqlite::down_file_name(*id, name));
+                s.step(&label, &format!("( {} )\n", sqlite::revert_script(&path, *id).trim_end()));
+            }
+            MigrationAction::Apply => {
+                let Some(m) = db.migrations.iter().find(|m| m.id == *id) else { continue };
+                let label = format!("{APPLY_PREFIX}{database} {}", sqlite::up_file_name(*id, name));
+                s.step(&label, &format!("( {} )\n", sqlite::apply_script(&path, m, generation, commit).trim_end()));
             }
         }
     }
@@ -303,7 +327,7 @@ mod tests {
             }],
             ..HostDesired::default()
         };
-        let (script, steps) = wave_script("/r", 3, "w", &desired, &changes);
+        let (script, steps) = wave_script("/r", 3, None, "w", &desired, &changes);
         assert_eq!(steps, 4);
         assert!(script.contains("wv_write 'files/supervisor/programs/a.conf' 0644 <<'WV_EOF'\nW3Byb2dyYW06YV0K\nWV_EOF\n"));
         assert!(

@@ -71,6 +71,11 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         "  while read -r p; do printf 'content %s %s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"; done\n",
         "fi\n",
     ));
+    // Each database's migrations, as its own section (the list script never creates one).
+    for db in &desired.databases {
+        let _ = writeln!(s, "printf 'dbsection %s\\n' {}", sh_quote(&db.name));
+        let _ = writeln!(s, "( {} ) 2>/dev/null | sed 's/^/dbline /'", crate::backend::sqlite::list_script(&absolute(root, &db.path)).trim_end());
+    }
     let _ = writeln!(
         s,
         "if [ -f {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then\n  echo 'supervisord running'\n  supervisorctl -c {conf} status | sed 's/^/proc /'\n  [ -f logs/supervisord.log ] && grep -o \"spawned: '[^']*'\" logs/supervisord.log | sort | uniq -c | sed 's/^/spawned /'\nelse\n  echo 'supervisord stopped'\nfi\nexit 0",
@@ -78,6 +83,11 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         conf = supervisord::CONF,
     );
     s
+}
+
+/// A path on the host: absolute as given, else under the root.
+pub fn absolute(root: &str, path: &str) -> String {
+    if path.starts_with('/') { path.to_string() } else { format!("{root}/{path}") }
 }
 
 /// What one host reported.
@@ -90,6 +100,8 @@ pub struct Observation {
     pub lock: Option<Lock>,
     pub supervisord_running: bool,
     pub observed: HostObserved,
+    /// Databases that block an apply (dirty, not a database, locked), one message each.
+    pub database_problems: Vec<String>,
 }
 
 /// A report that cannot be trusted: the host must be looked at, not reset.
@@ -112,6 +124,8 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
     let mut contents: BTreeMap<String, String> = BTreeMap::new();
     let mut spawned: BTreeMap<String, u32> = BTreeMap::new();
     let mut status = Vec::new();
+    let mut current_db: Option<String> = None;
+    let mut db_lines: BTreeMap<String, String> = BTreeMap::new();
     for line in stdout.lines() {
         let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
         match tag {
@@ -167,6 +181,17 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                     contents.insert(rest.to_string(), String::new());
                 }
             }
+            "dbsection" => {
+                current_db = Some(rest.to_string());
+                db_lines.entry(rest.to_string()).or_default();
+            }
+            "dbline" => {
+                if let Some(db) = &current_db {
+                    let buf = db_lines.entry(db.clone()).or_default();
+                    buf.push_str(rest);
+                    buf.push('\n');
+                }
+            }
             "supervisord" => o.supervisord_running = rest == "running",
             "proc" => status.extend(parse_status_line(rest)),
             "spawned" => {
@@ -178,6 +203,19 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                 }
             }
             _ => {}
+        }
+    }
+    for (db, text) in db_lines {
+        match crate::backend::sqlite::parse_list(&text) {
+            Ok(listing) => {
+                if let Some(why) = &listing.dirty {
+                    o.database_problems.push(format!(
+                        "database {db} is dirty: {why}; check it by hand, then run `wavectl migrations resolve --db {db}`"
+                    ));
+                }
+                o.observed.databases.insert(db, listing.applied);
+            }
+            Err(e) => o.database_problems.push(format!("database {db}: {e}")),
         }
     }
     for (path, sha256) in shas {

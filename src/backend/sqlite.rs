@@ -249,7 +249,7 @@ command -v sqlite3 >/dev/null 2>&1 || wv_err nosqlite3 'sqlite3 is not installed
 [ ! -s "$DB" ] || [ "$(head -c 15 "$DB" | tr -d '\000')" = 'SQLite format 3' ] || wv_err notadb "database $DB is not an SQLite database (the file does not start with the SQLite header)"
 t=$(sqlite3 -bail -batch -readonly "$DB" 2>&1 <<'WV_SQL'
 .timeout 2000
-SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'wavectl_migrations';
+SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'wavectl_migrations';
 WV_SQL
 ) || wv_failed "$t"
 echo 'db ok'
@@ -392,6 +392,7 @@ fn parse_applied(rest: &str) -> Option<(AppliedMigration, AppliedDetail)> {
             checksum,
             applied_at,
             generation,
+            irreversible: detail.irreversible,
         },
         detail,
     ))
@@ -920,7 +921,7 @@ command -v sqlite3 >/dev/null 2>&1 || wv_err nosqlite3 'sqlite3 is not installed
 [ ! -s "$DB" ] || [ "$(head -c 15 "$DB" | tr -d '\000')" = 'SQLite format 3' ] || wv_err notadb "database $DB is not an SQLite database (the file does not start with the SQLite header)"
 t=$(sqlite3 -bail -batch -readonly "$DB" 2>&1 <<'WV_SQL'
 .timeout 2000
-SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'wavectl_migrations';
+SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'wavectl_migrations';
 WV_SQL
 ) || wv_failed "$t"
 echo 'db ok'
@@ -1308,14 +1309,16 @@ DB='/srv/db/app.db'
                     name: "users".into(),
                     checksum: "aaa".into(),
                     applied_at: "2026-11-01T00:00:00Z".into(),
-                    generation: 0
+                    generation: 0,
+                    irreversible: false,
                 },
                 AppliedMigration {
                     id: 4,
                     name: "add note".into(),
                     checksum: "bbb".into(),
                     applied_at: "2026-11-20T12:00:00Z".into(),
-                    generation: 7
+                    generation: 7,
+                    irreversible: true,
                 },
             ]
         );

@@ -83,7 +83,11 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
                     Ok(Exit::Ok)
                 }
                 Err(e) => {
-                    let exit = if matches!(e, ApplyError::Locked { .. }) { Exit::Locked } else { Exit::Error };
+                    let exit = match e {
+                        ApplyError::Locked { .. } => Exit::Locked,
+                        ApplyError::UndoFailed { .. } => Exit::RollbackFailed,
+                        _ => Exit::Error,
+                    };
                     let mut err = anstream::stderr();
                     writeln!(err, "error: {e}")?;
                     if let Some(h) = e.hint() {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 
-use crate::backend::apply::{finish_script, lock_script, unlock_script, wave_script};
+use crate::backend::apply::{APPLY_PREFIX, REVERT_PREFIX, finish_script, lock_script, unlock_script, wave_script};
+use crate::backend::sqlite;
 use crate::diff::{Change, ChangeSet, HostChanges};
 use crate::load::Loaded;
 use crate::primitive::HostDesired;
@@ -36,6 +37,9 @@ pub enum ApplyError {
     },
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// A step failed and undoing what the apply had done failed too: a human must look.
+    #[error("{cause}; then undoing it failed: {message}")]
+    UndoFailed { cause: Box<ApplyError>, message: String },
     #[error("host {host}: {message}")]
     Script { host: String, message: String },
 }
@@ -53,6 +57,7 @@ impl ApplyError {
             )),
             ApplyError::Transport(t) => t.hint(),
             ApplyError::Script { .. } => None,
+            ApplyError::UndoFailed { .. } => Some("the database is between states: look at it, then run `wavectl migrations status` and `wavectl diff`".into()),
         }
     }
 }
@@ -70,6 +75,10 @@ struct HostRun<'a> {
     desired: &'a HostDesired,
     changes: &'a HostChanges,
     generation: u64,
+    commit: Option<&'a str>,
+    /// Migrations this apply ran on the host (database, id), in order: undone if a later step
+    /// fails.
+    migrated: std::sync::Mutex<Vec<(String, u32)>>,
 }
 
 /// Applies `changes`, which `diff` computed from `observed`; the change set must have no
@@ -103,6 +112,8 @@ pub async fn apply(
             desired,
             changes: hc,
             generation: previous + 1,
+            commit: commit.commit.as_deref(),
+            migrated: std::sync::Mutex::new(Vec::new()),
         });
     }
     let token = token();
@@ -118,7 +129,7 @@ pub async fn apply(
     let result = run_waves(loaded, &hosts, sink).await;
     let result = match result {
         Ok(()) => finish_all(loaded, &hosts, commit, &token, sink).await,
-        Err(e) => Err(e),
+        Err(e) => Err(undo_migrations(&hosts, e).await),
     };
     if result.is_err() {
         unlock_all(&hosts, &token).await;
@@ -237,7 +248,7 @@ async fn run_wave(
         async move {
             let _permit = permits.acquire().await;
             let (script, script_steps) =
-                wave_script(h.root, h.generation, wave, h.desired, changes);
+                wave_script(h.root, h.generation, h.commit, wave, h.desired, changes);
             let steps = script_steps
                 + changes
                     .iter()
@@ -256,6 +267,9 @@ async fn run_wave(
                 .run_streaming(&script, |line| {
                     if let Some(what) = line.strip_prefix("step ") {
                         done += 1;
+                        if let Some(m) = migration_of(what) {
+                            h.migrated.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+                        }
                         sink.event(Event::Step {
                             host: h.name.into(),
                             wave: wave.into(),
@@ -300,13 +314,11 @@ async fn run_wave(
                 .find_map(|l| l.strip_prefix("failed "))
                 .unwrap_or("start")
                 .to_string();
-            let message = out
-                .stderr
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or("(no message)")
-                .to_string();
+            let message = match step.split_once(APPLY_PREFIX).or(step.split_once(REVERT_PREFIX)) {
+                // `apply migration DB FILE`: SQLite's error, mapped to the file and its line.
+                Some((_, rest)) => sqlite::parse_failure(&out.stderr, rest.split_once(' ').map_or(rest, |(_, f)| f)),
+                None => out.stderr.trim().lines().last().unwrap_or("(no message)").to_string(),
+            };
             sink.event(Event::Failed {
                 host: h.name.into(),
                 wave: wave.into(),
@@ -385,6 +397,40 @@ async fn finish_all(
     .await;
     let generations = results.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
     Ok(Applied { generations })
+}
+
+/// `apply migration DB 0004_name.up.sql` -> (DB, 4).
+fn migration_of(step: &str) -> Option<(String, u32)> {
+    let (db, file) = step.strip_prefix(APPLY_PREFIX)?.split_once(' ')?;
+    Some((db.to_string(), file.get(..4)?.parse().ok()?))
+}
+
+/// After a failed step, reverts (newest first) the migrations this apply ran, so the databases
+/// are as they were before it. The error says what was undone, or what could not be.
+async fn undo_migrations(hosts: &[HostRun<'_>], error: ApplyError) -> ApplyError {
+    let mut notes = Vec::new();
+    for h in hosts {
+        let done: Vec<(String, u32)> = h.migrated.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for (db, id) in done.into_iter().rev() {
+            let Some(spec) = h.desired.databases.iter().find(|d| d.name == db) else { continue };
+            let path = crate::backend::observe::absolute(h.root, &spec.path);
+            let script = sqlite::revert_script(&path, id);
+            match h.conn.run(&script).await {
+                Ok(out) if out.success() => notes.push(format!("reverted {db} {id:04} on {}", h.name)),
+                Ok(out) => {
+                    let why = sqlite::parse_failure(&out.stderr, &format!("{db} {id:04}"));
+                    return ApplyError::UndoFailed { cause: Box::new(error), message: format!("{}: could not revert migration {db} {id:04}: {why}", h.name) };
+                }
+                Err(e) => return ApplyError::UndoFailed { cause: Box::new(error), message: format!("{}: could not revert migration {db} {id:04}: {e}", h.name) },
+            }
+        }
+    }
+    match (error, notes.is_empty()) {
+        (ApplyError::Step { host, wave, step, message, root, generation }, false) => {
+            ApplyError::Step { host, wave, step, message: format!("{message}; undone: {}", notes.join(", ")), root, generation }
+        }
+        (e, _) => e,
+    }
 }
 
 /// A token unique to this apply: only it may remove the locks it took.

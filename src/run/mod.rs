@@ -59,6 +59,7 @@ pub fn changes_for(
                 crate::backend::package_of(p)
             ));
         }
+        h.problems.extend(report.database_problems.iter().cloned());
     }
     changes
 }
