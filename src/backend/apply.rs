@@ -9,8 +9,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
 
 use crate::backend::sh_quote;
-use crate::backend::supervisord::{CONF, PIDFILE};
 use crate::backend::sqlite;
+use crate::backend::supervisord::{CONF, PIDFILE};
 use crate::diff::{Change, FileAction, MigrationAction, ProcessAction};
 
 /// Step labels of migrations: `apply migration DB FILE`, `revert migration DB FILE`.
@@ -173,18 +173,45 @@ pub fn wave_script(
     // Then the schema, before the programs that use it: reverts (newest first, from the down
     // SQL recorded in the database), then applies, each in its own transaction.
     for c in changes {
-        let Change::Migration { database, id, name, action } = c else { continue };
-        let Some(db) = desired.databases.iter().find(|d| &d.name == database) else { continue };
+        let Change::Migration {
+            database,
+            id,
+            name,
+            action,
+        } = c
+        else {
+            continue;
+        };
+        let Some(db) = desired.databases.iter().find(|d| &d.name == database) else {
+            continue;
+        };
         let path = crate::backend::observe::absolute(root, &db.path);
         match action {
             MigrationAction::Revert => {
-                let label = format!("{REVERT_PREFIX}{database} {}", sqlite::down_file_name(*id, name));
-                s.step(&label, &format!("( {} )\n", sqlite::revert_script(&path, *id).trim_end()));
+                let label = format!(
+                    "{REVERT_PREFIX}{database} {}",
+                    sqlite::down_file_name(*id, name)
+                );
+                s.step(
+                    &label,
+                    &format!("( {} )\n", sqlite::revert_script(&path, *id).trim_end()),
+                );
             }
             MigrationAction::Apply => {
-                let Some(m) = db.migrations.iter().find(|m| m.id == *id) else { continue };
-                let label = format!("{APPLY_PREFIX}{database} {}", sqlite::up_file_name(*id, name));
-                s.step(&label, &format!("( {} )\n", sqlite::apply_script(&path, m, generation, commit).trim_end()));
+                let Some(m) = db.migrations.iter().find(|m| m.id == *id) else {
+                    continue;
+                };
+                let label = format!(
+                    "{APPLY_PREFIX}{database} {}",
+                    sqlite::up_file_name(*id, name)
+                );
+                s.step(
+                    &label,
+                    &format!(
+                        "( {} )\n",
+                        sqlite::apply_script(&path, m, generation, commit).trim_end()
+                    ),
+                );
             }
         }
     }

@@ -74,7 +74,11 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
     // Each database's migrations, as its own section (the list script never creates one).
     for db in &desired.databases {
         let _ = writeln!(s, "printf 'dbsection %s\\n' {}", sh_quote(&db.name));
-        let _ = writeln!(s, "( {} ) 2>/dev/null | sed 's/^/dbline /'", crate::backend::sqlite::list_script(&absolute(root, &db.path)).trim_end());
+        let _ = writeln!(
+            s,
+            "( {} ) 2>/dev/null | sed 's/^/dbline /'",
+            crate::backend::sqlite::list_script(&absolute(root, &db.path)).trim_end()
+        );
     }
     let _ = writeln!(
         s,
@@ -87,7 +91,11 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
 
 /// A path on the host: absolute as given, else under the root.
 pub fn absolute(root: &str, path: &str) -> String {
-    if path.starts_with('/') { path.to_string() } else { format!("{root}/{path}") }
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{root}/{path}")
+    }
 }
 
 /// What one host reported.

@@ -4,6 +4,7 @@
 mod apply;
 mod context;
 mod diff;
+mod migrations;
 mod progress;
 mod render;
 mod status;
@@ -89,6 +90,9 @@ pub enum Command {
     },
     /// Per host: reachable, generation, drift, and each process's state, uptime and restarts.
     Status { plan: PathBuf },
+    /// Schema migrations: status, and the operator's decisions (accept, resolve, baseline).
+    #[command(subcommand)]
+    Migrations(migrations::Migrations),
 }
 
 /// Runs the command line and returns the process exit status.
@@ -112,6 +116,7 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Status { plan } => status::run(&ctx, plan),
+        Command::Migrations(m) => migrations::run(&ctx, m),
     };
     match result {
         Ok(exit) => exit.into(),

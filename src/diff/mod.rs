@@ -265,7 +265,10 @@ fn diff_host(
                     ));
             }
         }
-        for a in applied.iter().filter(|a| a.irreversible && !db.migrations.iter().any(|m| m.id == a.id)) {
+        for a in applied
+            .iter()
+            .filter(|a| a.irreversible && !db.migrations.iter().any(|m| m.id == a.id))
+        {
             problems.push(format!(
                 "database {}: migration {:04}_{} is marked irreversible and the plan no longer has it: it is never reverted implicitly; restore it in the plan, or revert it by hand and record that",
                 db.name, a.id, a.name

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 
-use crate::backend::apply::{APPLY_PREFIX, REVERT_PREFIX, finish_script, lock_script, unlock_script, wave_script};
+use crate::backend::apply::{
+    APPLY_PREFIX, REVERT_PREFIX, finish_script, lock_script, unlock_script, wave_script,
+};
 use crate::backend::sqlite;
 use crate::diff::{Change, ChangeSet, HostChanges};
 use crate::load::Loaded;
@@ -39,7 +41,10 @@ pub enum ApplyError {
     Transport(#[from] TransportError),
     /// A step failed and undoing what the apply had done failed too: a human must look.
     #[error("{cause}; then undoing it failed: {message}")]
-    UndoFailed { cause: Box<ApplyError>, message: String },
+    UndoFailed {
+        cause: Box<ApplyError>,
+        message: String,
+    },
     #[error("host {host}: {message}")]
     Script { host: String, message: String },
 }
@@ -314,10 +319,22 @@ async fn run_wave(
                 .find_map(|l| l.strip_prefix("failed "))
                 .unwrap_or("start")
                 .to_string();
-            let message = match step.split_once(APPLY_PREFIX).or(step.split_once(REVERT_PREFIX)) {
+            let message = match step
+                .split_once(APPLY_PREFIX)
+                .or(step.split_once(REVERT_PREFIX))
+            {
                 // `apply migration DB FILE`: SQLite's error, mapped to the file and its line.
-                Some((_, rest)) => sqlite::parse_failure(&out.stderr, rest.split_once(' ').map_or(rest, |(_, f)| f)),
-                None => out.stderr.trim().lines().last().unwrap_or("(no message)").to_string(),
+                Some((_, rest)) => sqlite::parse_failure(
+                    &out.stderr,
+                    rest.split_once(' ').map_or(rest, |(_, f)| f),
+                ),
+                None => out
+                    .stderr
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or("(no message)")
+                    .to_string(),
             };
             sink.event(Event::Failed {
                 host: h.name.into(),
@@ -412,23 +429,56 @@ async fn undo_migrations(hosts: &[HostRun<'_>], error: ApplyError) -> ApplyError
     for h in hosts {
         let done: Vec<(String, u32)> = h.migrated.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for (db, id) in done.into_iter().rev() {
-            let Some(spec) = h.desired.databases.iter().find(|d| d.name == db) else { continue };
+            let Some(spec) = h.desired.databases.iter().find(|d| d.name == db) else {
+                continue;
+            };
             let path = crate::backend::observe::absolute(h.root, &spec.path);
             let script = sqlite::revert_script(&path, id);
             match h.conn.run(&script).await {
-                Ok(out) if out.success() => notes.push(format!("reverted {db} {id:04} on {}", h.name)),
+                Ok(out) if out.success() => {
+                    notes.push(format!("reverted {db} {id:04} on {}", h.name))
+                }
                 Ok(out) => {
                     let why = sqlite::parse_failure(&out.stderr, &format!("{db} {id:04}"));
-                    return ApplyError::UndoFailed { cause: Box::new(error), message: format!("{}: could not revert migration {db} {id:04}: {why}", h.name) };
+                    return ApplyError::UndoFailed {
+                        cause: Box::new(error),
+                        message: format!(
+                            "{}: could not revert migration {db} {id:04}: {why}",
+                            h.name
+                        ),
+                    };
                 }
-                Err(e) => return ApplyError::UndoFailed { cause: Box::new(error), message: format!("{}: could not revert migration {db} {id:04}: {e}", h.name) },
+                Err(e) => {
+                    return ApplyError::UndoFailed {
+                        cause: Box::new(error),
+                        message: format!(
+                            "{}: could not revert migration {db} {id:04}: {e}",
+                            h.name
+                        ),
+                    };
+                }
             }
         }
     }
     match (error, notes.is_empty()) {
-        (ApplyError::Step { host, wave, step, message, root, generation }, false) => {
-            ApplyError::Step { host, wave, step, message: format!("{message}; undone: {}", notes.join(", ")), root, generation }
-        }
+        (
+            ApplyError::Step {
+                host,
+                wave,
+                step,
+                message,
+                root,
+                generation,
+            },
+            false,
+        ) => ApplyError::Step {
+            host,
+            wave,
+            step,
+            message: format!("{message}; undone: {}", notes.join(", ")),
+            root,
+            generation,
+        },
         (e, _) => e,
     }
 }
