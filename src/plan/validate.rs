@@ -56,6 +56,22 @@ impl Checker<'_> {
         let resources = self.plan.resources();
         let mut seen: BTreeMap<(Kind, &str), usize> = BTreeMap::new();
         for r in &resources {
+            // Names become file names, program names and shell words on the hosts.
+            if r.name.is_empty()
+                || !r
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                self.error(
+                    r.span.clone(),
+                    format!(
+                        "invalid {} name `{}`, expected letters, digits, `-`, `_` or `.`",
+                        r.kind.key(),
+                        r.name
+                    ),
+                );
+            }
             if seen
                 .insert((r.kind, r.name.as_str()), r.span.start)
                 .is_some()

@@ -579,3 +579,16 @@ fn the_checked_in_phase2_plan_validates() {
         !stdout.contains("it-telegram-token-5c1e") && !stderr.contains("it-telegram-token-5c1e")
     );
 }
+
+#[test]
+fn a_name_that_cannot_be_a_file_or_program_name_is_rejected() {
+    let run = Repo::with_plan(&plan(
+        "\n[[process]]\nname = \"my app\"\nhost = \"mainpc\"\ncommand = [\"sleep\", \"1\"]\n",
+    ))
+    .validate();
+    assert_reports(
+        &run,
+        "plans/p.toml:10:8: error: invalid process name `my app`, expected letters, digits, `-`, `_` or `.`\n",
+    );
+    assert_problem_count(&run, 1);
+}
