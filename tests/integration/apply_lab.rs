@@ -449,3 +449,98 @@ fn a_secret_is_in_no_output_journal_log_or_command_line() {
         );
     }
 }
+
+/// Rewrites the lab's ssh files so that `host` fails in the given way.
+fn break_ssh(lab: &Lab, edit: impl Fn(&str) -> String, file: &str) {
+    let path = lab.inventory().with_file_name(file);
+    let text = std::fs::read_to_string(&path).expect("ssh file");
+    std::fs::write(&path, edit(&text)).expect("write ssh file");
+}
+
+#[test]
+fn a_changed_host_key_and_a_refused_key_are_clear_errors() {
+    let lab = Lab::up(46, 2);
+    let repo = repo(&lab, &plan("5s", true));
+    // pc2 presents a key other than the one known_hosts holds for it.
+    let other = tempfile::tempdir().expect("temp");
+    let key = other.path().join("k");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let fake = std::fs::read_to_string(key.with_extension("pub")).expect("pub key");
+    let fake_key = fake
+        .split_whitespace()
+        .nth(1)
+        .expect("key body")
+        .to_string();
+    break_ssh(
+        &lab,
+        |text| {
+            text.lines()
+                .map(|l| {
+                    if l.starts_with("pc2") {
+                        format!(
+                            "{} ssh-ed25519 {fake_key}",
+                            l.split_whitespace().next().unwrap_or("pc2")
+                        )
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        },
+        "known_hosts",
+    );
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(diff.code, 1, "{}", diff.stdout);
+    assert!(
+        diff.stdout
+            .contains("pc2: unreachable: host pc2: cannot connect over ssh to `pc2`"),
+        "{}",
+        diff.stdout
+    );
+    assert!(
+        diff.stdout
+            .contains("hint: the host's key is not the one in known_hosts"),
+        "{}",
+        diff.stdout
+    );
+    assert!(
+        diff.stdout.contains("mainpc\n"),
+        "mainpc is still diffed: {}",
+        diff.stdout
+    );
+
+    // mainpc is offered a key its authorized_keys does not hold.
+    break_ssh(
+        &lab,
+        |text| {
+            text.replace(
+                &lab.inventory()
+                    .with_file_name("id_ed25519")
+                    .display()
+                    .to_string(),
+                &key.display().to_string(),
+            )
+        },
+        "ssh_config",
+    );
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(diff.code, 1);
+    assert!(
+        diff.stdout
+            .contains("mainpc: unreachable: host mainpc: cannot connect over ssh to `mainpc`"),
+        "{}",
+        diff.stdout
+    );
+    assert!(
+        diff.stdout.contains("hint: authentication failed"),
+        "{}",
+        diff.stdout
+    );
+}
