@@ -13,8 +13,12 @@ pub fn sh_quote(text: &str) -> String {
 }
 
 /// The Debian package that provides a program a host needs.
-pub fn package_of(program: &str) -> &'static str {
-    match program {
+pub fn package_of(program: &str) -> Option<&'static str> {
+    Some(package_name(program)?)
+}
+
+fn package_name(program: &str) -> Option<&'static str> {
+    Some(match program {
         "prometheus" | "promtool" => "prometheus",
         "prometheus-pushgateway" => "prometheus-pushgateway",
         "nats-server" => "nats-server",
@@ -23,8 +27,8 @@ pub fn package_of(program: &str) -> &'static str {
         "curl" => "curl",
         "sha256sum" | "base64" | "sync" => "coreutils",
         "awk" => "mawk",
-        _ => "the package that provides it",
-    }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -403,6 +403,11 @@ impl<'a> Expander<'a> {
         if receiver {
             command.push("--web.enable-remote-write-receiver".into());
         }
+        if !hub.remote_write.is_empty() {
+            // Stop within the kill timeout even when the target hub is down (the default waits
+            // a minute to flush the remote-write backlog).
+            command.push("--storage.remote.flush-deadline=10s".into());
+        }
         let p = self.service_process(name, command, config, origin);
         self.add_process(hub.host.get_ref(), p);
         let check = Self::http_check(

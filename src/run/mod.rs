@@ -53,11 +53,11 @@ pub fn changes_for(
             continue;
         };
         for p in &report.missing_programs {
-            h.problems.push(format!(
-                "program `{p}` is not installed on {}; install it: apt-get install {}",
-                h.host,
-                crate::backend::package_of(p)
-            ));
+            let how = match crate::backend::package_of(p) {
+                Some(pkg) => format!("apt-get install {pkg}"),
+                None => "put it on the host's PATH (wavectl does not know which package provides it)".to_string(),
+            };
+            h.problems.push(format!("program `{p}` is not installed on {}; install it: {how}", h.host));
         }
         h.problems.extend(report.database_problems.iter().cloned());
     }
