@@ -158,6 +158,8 @@ pub struct StreamSourceSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     pub name: String,
+    /// The wave whose gate this check is part of.
+    pub wave: String,
     pub probe: Probe,
     pub timeout_ms: u64,
     pub interval_ms: u64,

@@ -249,7 +249,9 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn add_check(&mut self, host: &str, check: Check) {
+    /// A resource's health check: part of the gate of the resource's wave.
+    fn add_check(&mut self, host: &str, mut check: Check, origin: &Origin) {
+        check.wave.clone_from(&origin.wave);
         if let Some(h) = self.hosts.get_mut(host) {
             h.checks.push(check);
         }
@@ -283,6 +285,7 @@ impl<'a> Expander<'a> {
     fn http_check(name: String, host: &Host, url: String) -> Check {
         Check {
             name,
+            wave: String::new(),
             probe: Probe::Http {
                 host: host.name.get_ref().clone(),
                 url,
@@ -408,14 +411,14 @@ impl<'a> Expander<'a> {
             // a minute to flush the remote-write backlog).
             command.push("--storage.remote.flush-deadline=10s".into());
         }
-        let p = self.service_process(name, command, config, origin);
+        let p = self.service_process(name, command, config, origin.clone());
         self.add_process(hub.host.get_ref(), p);
         let check = Self::http_check(
             format!("hub {name} ready"),
             host,
             format!("{}/-/ready", url(host, *hub.port.get_ref())),
         );
-        self.add_check(hub.host.get_ref(), check);
+        self.add_check(hub.host.get_ref(), check, &origin);
     }
 
     fn batch_pushgateway(&self, b: &'a Batch) -> Option<&'a str> {
@@ -460,14 +463,14 @@ impl<'a> Expander<'a> {
             ),
             "--persistence.interval=30s".to_string(),
         ];
-        let p = self.service_process(name, command, BTreeMap::new(), origin);
+        let p = self.service_process(name, command, BTreeMap::new(), origin.clone());
         self.add_process(gw.host.get_ref(), p);
         let check = Self::http_check(
             format!("pushgateway {name} ready"),
             host,
             format!("{}/-/ready", url(host, *gw.port.get_ref())),
         );
-        self.add_check(gw.host.get_ref(), check);
+        self.add_check(gw.host.get_ref(), check, &origin);
     }
 
     fn nats(&mut self, node: &NatsNode) {
@@ -533,7 +536,7 @@ impl<'a> Expander<'a> {
             "-c".to_string(),
             format!("{}/{path}", host.root),
         ];
-        let p = self.service_process(name, command, config, origin);
+        let p = self.service_process(name, command, config, origin.clone());
         self.add_process(node.host.get_ref(), p);
         let check = Self::http_check(
             format!("nats {name} healthy"),
@@ -543,7 +546,7 @@ impl<'a> Expander<'a> {
                 url(host, *node.monitor_port.get_ref())
             ),
         );
-        self.add_check(node.host.get_ref(), check);
+        self.add_check(node.host.get_ref(), check, &origin);
     }
 
     fn stream_config(&self, s: &Stream) -> StreamConfig {
@@ -768,13 +771,13 @@ impl<'a> Expander<'a> {
             log_max_bytes: proc_.log.max_size.0,
             log_keep: proc_.log.keep,
             config_hashes: config,
-            origin,
+            origin: origin.clone(),
         };
         self.add_process(proc_.host.get_ref(), p);
         if let Some(h) = &proc_.health
             && let Some(check) = self.check(&format!("process {name} health"), h.get_ref())
         {
-            self.add_check(proc_.host.get_ref(), check);
+            self.add_check(proc_.host.get_ref(), check, &origin);
         }
     }
 
@@ -1039,6 +1042,7 @@ impl<'a> Expander<'a> {
         };
         Some(Check {
             name: name.to_string(),
+            wave: String::new(),
             probe,
             timeout_ms: gate.timeout.value().as_millis() as u64,
             interval_ms: gate.interval.value().as_millis() as u64,
@@ -1066,7 +1070,9 @@ impl<'a> Expander<'a> {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, g)| {
-                        self.check(&format!("{} gate {}", w.name.get_ref(), i + 1), g.get_ref())
+                        let mut c = self.check(&format!("{} gate {}", w.name.get_ref(), i + 1), g.get_ref())?;
+                        c.wave.clone_from(w.name.get_ref());
+                        Some(c)
                     })
                     .collect(),
             })
