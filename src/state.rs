@@ -55,3 +55,69 @@ impl std::fmt::Display for Lock {
         Ok(())
     }
 }
+
+/// What a generation records of each kind of primitive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hashes {
+    pub files: BTreeMap<String, String>,
+    pub processes: BTreeMap<String, String>,
+    pub streams: BTreeMap<String, String>,
+}
+
+/// Hashes of (files, programs, streams) on a host after an apply that completed `done` of its
+/// changes: the previous state, with each completed change's primitive set to what the plan
+/// wants (or removed). Changes of waves that were rolled back or never ran leave it as it was.
+pub fn after(
+    previous: Option<&HostState>,
+    desired: &crate::primitive::HostDesired,
+    done: &[&crate::diff::Change],
+) -> Hashes {
+    use crate::diff::{Change, FileAction, ProcessAction, StreamAction};
+    let mut files = previous.map(|s| s.files.clone()).unwrap_or_default();
+    let mut processes = previous.map(|s| s.processes.clone()).unwrap_or_default();
+    let mut streams = previous.map(|s| s.streams.clone()).unwrap_or_default();
+    for c in done {
+        match c {
+            Change::File {
+                path,
+                action: FileAction::Delete,
+                ..
+            } => {
+                files.remove(path);
+            }
+            Change::File { path, .. } => {
+                if let Some(f) = desired.files.iter().find(|f| &f.path == path) {
+                    files.insert(path.clone(), f.sha256());
+                }
+            }
+            Change::Process {
+                name,
+                action: ProcessAction::StopAndRemove,
+                ..
+            } => {
+                processes.remove(name);
+            }
+            Change::Process { name, .. } => {
+                if let Some(p) = desired.processes.iter().find(|p| &p.name == name) {
+                    processes.insert(name.clone(), p.spec_hash());
+                }
+            }
+            Change::Stream {
+                name,
+                action: StreamAction::Delete,
+                ..
+            } => {
+                streams.remove(name);
+            }
+            Change::Stream { name, server, .. } => {
+                streams.insert(name.clone(), server.clone());
+            }
+            Change::Migration { .. } => {}
+        }
+    }
+    Hashes {
+        files,
+        processes,
+        streams,
+    }
+}

@@ -298,6 +298,70 @@ pub fn finish_script(root: &str, state: &HostState, token: &str) -> String {
     )
 }
 
+/// Undoes one wave's `changes` on a host after a failed step or gate: every file back to the
+/// bytes kept in `backups/<generation>/` (or removed when the generation created it),
+/// supervisord reloaded, and the programs it restarted restarted again on the old files.
+/// Migrations and streams are undone by the caller. Returns the script and its step count.
+pub fn rollback_script(
+    root: &str,
+    generation: u64,
+    wave: &str,
+    changes: &[Change],
+) -> (String, usize) {
+    let mut s = Steps::new();
+    for c in changes.iter().rev() {
+        let Change::File { path, .. } = c else {
+            continue;
+        };
+        let p = sh_quote(path);
+        s.step(
+            &format!("restore {path}"),
+            &format!(
+                "if [ -e \"backups/$G/\"{p} ]; then\n  t={p}.wv-tmp.$$\n  cp -p \"backups/$G/\"{p} \"$t\"\n  sync \"$t\"\n  mv -f \"$t\" {p}\nelif grep -qxF {p} \"backups/$G/created\" 2>/dev/null; then\n  rm -f {p}\nfi\n"
+            ),
+        );
+    }
+    let program_changed = |name: &str| {
+        let conf = format!("files/supervisor/programs/{name}.conf");
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::File { path, .. } if *path == conf))
+    };
+    if changes
+        .iter()
+        .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")))
+    {
+        s.step("supervisord update", &format!("wv_supervisord\nsupervisorctl -c {CONF} reread >/dev/null\nsupervisorctl -c {CONF} update\n"));
+    }
+    for c in changes {
+        let Change::Process { name, action, .. } = c else {
+            continue;
+        };
+        if program_changed(name) {
+            continue;
+        }
+        let n = sh_quote(name);
+        match action {
+            ProcessAction::Restart => s.step(
+                &format!("restart {name}"),
+                &format!("wv_supervisord\nsupervisorctl -c {CONF} restart {n}\n"),
+            ),
+            // It was down before the wave started it.
+            ProcessAction::Start => s.step(
+                &format!("stop {name}"),
+                &format!("wv_supervisord\nsupervisorctl -c {CONF} stop {n} || true\n"),
+            ),
+            ProcessAction::StopAndRemove => {}
+        }
+    }
+    let header = format!(
+        "R={}\ncd \"$R\"\nG={generation}\nW={}\n",
+        sh_quote(root),
+        sh_quote(&json!(format!("rollback {wave}")).to_string())
+    );
+    (format!("{header}{}{}", prelude(), s.text), s.count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,10 +14,6 @@ pub fn sh_quote(text: &str) -> String {
 
 /// The Debian package that provides a program a host needs.
 pub fn package_of(program: &str) -> Option<&'static str> {
-    Some(package_name(program)?)
-}
-
-fn package_name(program: &str) -> Option<&'static str> {
     Some(match program {
         "prometheus" | "promtool" => "prometheus",
         "prometheus-pushgateway" => "prometheus-pushgateway",

@@ -86,6 +86,7 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
                     let exit = match e {
                         ApplyError::Locked { .. } => Exit::Locked,
                         ApplyError::UndoFailed { .. } => Exit::RollbackFailed,
+                        ApplyError::GateFailed { .. } => Exit::GateFailed,
                         _ => Exit::Error,
                     };
                     let mut err = anstream::stderr();

@@ -103,11 +103,10 @@ fn status(ctx: &Context, plan: &Path, only: Option<&str>) -> anyhow::Result<Exit
             }
         }
         close_all(observed).await;
-        if let Some(db) = only {
-            if rows.iter().all(|r| r["db"] != db) && errors.is_empty() {
+        if let Some(db) = only
+            && rows.iter().all(|r| r["db"] != db) && errors.is_empty() {
                 bail!("the plan has no database `{db}`");
             }
-        }
         let mut out = anstream::stdout().lock();
         match ctx.output {
             Output::Json => writeln!(out, "{}", json!({ "migrations": rows, "errors": errors }))?,

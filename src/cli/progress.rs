@@ -71,6 +71,20 @@ impl Sink for Bars {
             Event::Recorded { host, generation } => self
                 .bar(&host)
                 .finish_with_message(format!("generation {generation} recorded")),
+            Event::Gate {
+                wave,
+                check,
+                passed,
+                detail,
+            } => {
+                let mark = if passed { "pass" } else { "FAIL" };
+                let _ = self
+                    .multi
+                    .println(format!("gate {wave}: {mark} {check}: {detail}"));
+            }
+            Event::RolledBack { host, wave } => self
+                .bar(&host)
+                .abandon_with_message(format!("wave {wave} rolled back")),
         }
     }
 }
@@ -108,6 +122,18 @@ impl Sink for Lines {
             Event::Recorded { host, generation } => {
                 format!("{host}: generation {generation} recorded")
             }
+            Event::Gate {
+                wave,
+                check,
+                passed,
+                detail,
+            } => {
+                format!(
+                    "gate {wave}: {} {check}: {detail}",
+                    if passed { "pass" } else { "FAIL" }
+                )
+            }
+            Event::RolledBack { host, wave } => format!("{host}: {wave}: rolled back"),
         };
         let _ = writeln!(std::io::stderr(), "{line}");
     }

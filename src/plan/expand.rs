@@ -1070,7 +1070,8 @@ impl<'a> Expander<'a> {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, g)| {
-                        let mut c = self.check(&format!("{} gate {}", w.name.get_ref(), i + 1), g.get_ref())?;
+                        let mut c = self
+                            .check(&format!("{} gate {}", w.name.get_ref(), i + 1), g.get_ref())?;
                         c.wave.clone_from(w.name.get_ref());
                         Some(c)
                     })

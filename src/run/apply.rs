@@ -1,6 +1,7 @@
 //! The apply executor: lock every host that has changes, run the waves in order (hosts of a
-//! wave in parallel, at most `max_parallel` at once), undo what left the plan, record the new
-//! generation on each host and release the locks.
+//! wave in parallel, at most `max_parallel` at once), judge each wave's gate, roll a wave back
+//! on every host it touched when a step or its gate fails, undo what left the plan, record the
+//! new generation on each host (what was done, nothing else) and release the locks.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,11 +10,13 @@ use futures::future::join_all;
 use tokio::sync::Semaphore;
 
 use crate::backend::apply::{
-    APPLY_PREFIX, REVERT_PREFIX, finish_script, lock_script, unlock_script, wave_script,
+    APPLY_PREFIX, REVERT_PREFIX, finish_script, lock_script, rollback_script, unlock_script,
+    wave_script,
 };
 use crate::backend::sqlite;
 use crate::diff::{Change, ChangeSet, HostChanges};
 use crate::load::Loaded;
+use crate::plan::schema::OnFailure;
 use crate::primitive::HostDesired;
 use crate::run::events::{Event, Sink};
 use crate::run::git::PlanCommit;
@@ -47,6 +50,13 @@ pub enum ApplyError {
     },
     #[error("host {host}: {message}")]
     Script { host: String, message: String },
+    /// A wave's gate failed; `rolled_back` says whether the wave was undone (`on_failure`).
+    #[error("wave {wave}: gate failed: {failures}{}", if *rolled_back { "; the wave was rolled back on every host it touched" } else { "; the wave stays applied (on_failure = pause)" })]
+    GateFailed {
+        wave: String,
+        failures: String,
+        rolled_back: bool,
+    },
 }
 
 impl ApplyError {
@@ -58,10 +68,12 @@ impl ApplyError {
             ApplyError::Step {
                 root, generation, ..
             } => Some(format!(
-                "nothing was lost: the previous bytes of every file this apply changed are in {root}/backups/{generation}/ on the host; run `wavectl diff` to see where the hosts stand, fix the cause, then apply again"
+                "the wave was rolled back; the previous bytes of every file this apply changed are in {root}/backups/{generation}/ on the host; run `wavectl diff` to see where the hosts stand, fix the cause, then apply again"
             )),
             ApplyError::Transport(t) => t.hint(),
             ApplyError::Script { .. } => None,
+            ApplyError::GateFailed { rolled_back: true, .. } => Some("the waves before it stay applied and are recorded; fix the cause, then apply again".into()),
+            ApplyError::GateFailed { rolled_back: false, .. } => Some("inspect the hosts (`wavectl status`), then apply again or roll back".into()),
             ApplyError::UndoFailed { .. } => Some("the database is between states: look at it, then run `wavectl migrations status` and `wavectl diff`".into()),
         }
     }
@@ -81,9 +93,14 @@ struct HostRun<'a> {
     changes: &'a HostChanges,
     generation: u64,
     commit: Option<&'a str>,
-    /// Migrations this apply ran on the host (database, id), in order: undone if a later step
-    /// fails.
+    /// Migrations this apply ran on the host (database, id), in order: undone if their wave
+    /// is rolled back.
     migrated: std::sync::Mutex<Vec<(String, u32)>>,
+    /// The state before this apply, and the streams as they were (to undo an update).
+    previous: Option<&'a HostState>,
+    streams_before: &'a BTreeMap<String, crate::observed::ObservedStream>,
+    /// Changes that are done and stay done (their wave passed, or was not rolled back).
+    done: std::sync::Mutex<Vec<&'a Change>>,
 }
 
 /// Applies `changes`, which `diff` computed from `observed`; the change set must have no
@@ -119,6 +136,9 @@ pub async fn apply(
             generation: previous + 1,
             commit: commit.commit.as_deref(),
             migrated: std::sync::Mutex::new(Vec::new()),
+            previous: report.state.as_ref(),
+            streams_before: &report.observed.streams,
+            done: std::sync::Mutex::new(Vec::new()),
         });
     }
     let token = token();
@@ -131,15 +151,18 @@ pub async fn apply(
         token: token.clone(),
     };
     lock_all(&hosts, &lock).await?;
-    let result = run_waves(loaded, &hosts, sink).await;
-    let result = match result {
-        Ok(()) => finish_all(loaded, &hosts, commit, &token, sink).await,
-        Err(e) => Err(undo_migrations(&hosts, e).await),
-    };
-    if result.is_err() {
-        unlock_all(&hosts, &token).await;
+    let connections: BTreeMap<String, &Connection> = observed
+        .iter()
+        .filter_map(|o| o.connection.as_ref().map(|c| (o.host.clone(), c)))
+        .collect();
+    let outcome = run_waves(loaded, &hosts, &connections, sink).await;
+    // What was done is recorded even when a later wave failed: the next diff starts from it.
+    let recorded = finish_all(loaded, &hosts, commit, &token, sink).await;
+    unlock_all(&hosts, &token).await;
+    match (outcome, recorded) {
+        (Ok(()), Ok(applied)) => Ok(applied),
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
     }
-    result
 }
 
 async fn lock_all(hosts: &[HostRun<'_>], lock: &Lock) -> Result<(), ApplyError> {
@@ -195,6 +218,7 @@ async fn unlock_all(hosts: &[HostRun<'_>], token: &str) {
 async fn run_waves(
     loaded: &Loaded,
     hosts: &[HostRun<'_>],
+    connections: &BTreeMap<String, &Connection>,
     sink: &dyn Sink,
 ) -> Result<(), ApplyError> {
     let waves = &loaded.desired.waves;
@@ -210,7 +234,10 @@ async fn run_waves(
                     .map(|w| (h, w.changes.as_slice()))
             })
             .collect();
-        run_wave(
+        if todo.is_empty() {
+            continue;
+        }
+        if let Err(e) = run_wave(
             loaded,
             &wave.name,
             index,
@@ -219,14 +246,37 @@ async fn run_waves(
             &todo,
             sink,
         )
-        .await?;
+        .await
+        {
+            return Err(rollback_wave(loaded, &wave.name, &todo, e, sink).await);
+        }
+        let failures = judge_gate(loaded, &wave.name, connections, sink).await;
+        if failures.is_empty() || wave.on_failure == OnFailure::Continue {
+            mark_done(&todo);
+            continue;
+        }
+        let failures = failures.join("; ");
+        if wave.on_failure == OnFailure::Pause {
+            mark_done(&todo);
+            return Err(ApplyError::GateFailed {
+                wave: wave.name.clone(),
+                failures,
+                rolled_back: false,
+            });
+        }
+        let e = ApplyError::GateFailed {
+            wave: wave.name.clone(),
+            failures,
+            rolled_back: true,
+        };
+        return Err(rollback_wave(loaded, &wave.name, &todo, e, sink).await);
     }
     let removals: Vec<(&HostRun, &[Change])> = hosts
         .iter()
         .filter(|h| !h.changes.removals.is_empty())
         .map(|h| (h, h.changes.removals.as_slice()))
         .collect();
-    run_wave(
+    if let Err(e) = run_wave(
         loaded,
         REMOVALS_WAVE,
         waves.len(),
@@ -236,6 +286,181 @@ async fn run_waves(
         sink,
     )
     .await
+    {
+        return Err(rollback_wave(loaded, REMOVALS_WAVE, &removals, e, sink).await);
+    }
+    mark_done(&removals);
+    Ok(())
+}
+
+fn mark_done<'a>(todo: &[(&HostRun<'a>, &'a [Change])]) {
+    for (h, changes) in todo {
+        h.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(changes.iter());
+    }
+}
+
+/// Runs every check of the wave's gate (its own gates and the health checks of its
+/// resources), all at once, each until it passes or times out. Returns the failures.
+async fn judge_gate(
+    loaded: &Loaded,
+    wave: &str,
+    connections: &BTreeMap<String, &Connection>,
+    sink: &dyn Sink,
+) -> Vec<String> {
+    let checks: Vec<&crate::primitive::Check> = loaded
+        .desired
+        .waves
+        .iter()
+        .filter(|w| w.name == wave)
+        .flat_map(|w| &w.gates)
+        .chain(
+            loaded
+                .desired
+                .hosts
+                .values()
+                .flat_map(|h| &h.checks)
+                .filter(|c| c.wave == wave),
+        )
+        .collect();
+    let verdicts = join_all(
+        checks
+            .iter()
+            .map(|c| crate::run::probe::until(connections, loaded, c)),
+    )
+    .await;
+    let mut failures = Vec::new();
+    for (c, v) in checks.iter().zip(verdicts) {
+        sink.event(Event::Gate {
+            wave: wave.into(),
+            check: c.name.clone(),
+            passed: v.passed(),
+            detail: v.detail().into(),
+        });
+        if !v.passed() {
+            failures.push(format!("{}: {}", c.name, v.detail()));
+        }
+    }
+    failures
+}
+
+/// Undoes a wave on every host it touched: migrations it ran (newest first, from the down SQL
+/// recorded in the database), files, programs, streams. `cause` is why; if undoing fails too,
+/// the error says what is where (exit 5).
+async fn rollback_wave(
+    loaded: &Loaded,
+    wave: &str,
+    todo: &[(&HostRun<'_>, &[Change])],
+    cause: ApplyError,
+    sink: &dyn Sink,
+) -> ApplyError {
+    let results = join_all(todo.iter().map(|(h, changes)| async move {
+        revert_migrations(h).await?;
+        let (script, _) = rollback_script(h.root, h.generation, wave, changes);
+        let out = h
+            .conn
+            .run(&script)
+            .await
+            .map_err(|e| format!("{}: {e}", h.name))?;
+        if !out.success() {
+            let step = out
+                .stdout
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("failed "))
+                .unwrap_or("start");
+            return Err(format!(
+                "{}: `{step}` failed: {}",
+                h.name,
+                out.stderr.trim().lines().last().unwrap_or("")
+            ));
+        }
+        undo_streams(loaded, h, changes).await?;
+        sink.event(Event::RolledBack {
+            host: h.name.into(),
+            wave: wave.into(),
+        });
+        Ok::<(), String>(())
+    }))
+    .await;
+    let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    if failed.is_empty() {
+        cause
+    } else {
+        ApplyError::UndoFailed {
+            cause: Box::new(cause),
+            message: failed.join("; "),
+        }
+    }
+}
+
+/// Reverts, newest first, the migrations this apply ran on the host (all in the current wave:
+/// earlier waves' migrations were kept when their gates passed, and are cleared from the list).
+async fn revert_migrations(h: &HostRun<'_>) -> Result<(), String> {
+    let done: Vec<(String, u32)> =
+        std::mem::take(&mut *h.migrated.lock().unwrap_or_else(|e| e.into_inner()));
+    for (db, id) in done.into_iter().rev() {
+        let Some(spec) = h.desired.databases.iter().find(|d| d.name == db) else {
+            continue;
+        };
+        let path = crate::backend::observe::absolute(h.root, &spec.path);
+        let out = h
+            .conn
+            .run(&sqlite::revert_script(&path, id))
+            .await
+            .map_err(|e| format!("{}: could not revert migration {db} {id:04}: {e}", h.name))?;
+        if !out.success() {
+            return Err(format!(
+                "{}: could not revert migration {db} {id:04}: {}",
+                h.name,
+                sqlite::parse_failure(&out.stderr, &format!("{db} {id:04}"))
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the streams the wave created and puts updated ones back to their old config.
+async fn undo_streams(loaded: &Loaded, h: &HostRun<'_>, changes: &[Change]) -> Result<(), String> {
+    for c in changes {
+        let Change::Stream {
+            server,
+            name,
+            action,
+            ..
+        } = c
+        else {
+            continue;
+        };
+        let js = crate::run::streams::jetstream(
+            h.conn,
+            loaded,
+            server,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let undo = match action {
+            crate::diff::StreamAction::Create => js
+                .delete_stream(name)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            crate::diff::StreamAction::Update => match h.streams_before.get(name) {
+                Some(old) => js
+                    .update_stream(crate::backend::nats::to_api(&old.config))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            },
+            crate::diff::StreamAction::Delete => Err("a deleted stream cannot be restored".into()),
+        };
+        undo.map_err(|e| format!("{}: stream {name} on {server}: {e}", h.name))?;
+    }
+    Ok(())
 }
 
 async fn run_wave(
@@ -252,6 +477,8 @@ async fn run_wave(
         let permits = permits.clone();
         async move {
             let _permit = permits.acquire().await;
+            // Migrations of earlier waves stay: only this wave's are undone with it.
+            h.migrated.lock().unwrap_or_else(|e| e.into_inner()).clear();
             let (script, script_steps) =
                 wave_script(h.root, h.generation, h.commit, wave, h.desired, changes);
             let steps = script_steps
@@ -367,6 +594,11 @@ async fn finish_all(
     sink: &dyn Sink,
 ) -> Result<Applied, ApplyError> {
     let results = join_all(hosts.iter().map(|h| async move {
+        let done: Vec<&Change> = h.done.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if done.is_empty() {
+            return Ok(None);
+        }
+        let hashes = crate::state::after(h.previous, h.desired, &done);
         let state = HostState {
             schema: STATE_SCHEMA,
             generation: h.generation,
@@ -375,24 +607,9 @@ async fn finish_all(
             plan: loaded.desired.plan.clone(),
             applied_at: super::now_rfc3339(),
             operator: super::operator(),
-            files: h
-                .desired
-                .files
-                .iter()
-                .map(|f| (f.path.clone(), f.sha256()))
-                .collect(),
-            processes: h
-                .desired
-                .processes
-                .iter()
-                .map(|p| (p.name.clone(), p.spec_hash()))
-                .collect(),
-            streams: h
-                .desired
-                .streams
-                .iter()
-                .map(|s| (s.config.name.clone(), s.server.clone()))
-                .collect(),
+            files: hashes.files,
+            processes: hashes.processes,
+            streams: hashes.streams,
         };
         let out = h.conn.run(&finish_script(h.root, &state, token)).await?;
         if !out.success() {
@@ -409,10 +626,15 @@ async fn finish_all(
             host: h.name.into(),
             generation: h.generation,
         });
-        Ok((h.name.to_string(), h.generation))
+        Ok(Some((h.name.to_string(), h.generation)))
     }))
     .await;
-    let generations = results.into_iter().collect::<Result<BTreeMap<_, _>, _>>()?;
+    let generations = results
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(Applied { generations })
 }
 
@@ -420,67 +642,6 @@ async fn finish_all(
 fn migration_of(step: &str) -> Option<(String, u32)> {
     let (db, file) = step.strip_prefix(APPLY_PREFIX)?.split_once(' ')?;
     Some((db.to_string(), file.get(..4)?.parse().ok()?))
-}
-
-/// After a failed step, reverts (newest first) the migrations this apply ran, so the databases
-/// are as they were before it. The error says what was undone, or what could not be.
-async fn undo_migrations(hosts: &[HostRun<'_>], error: ApplyError) -> ApplyError {
-    let mut notes = Vec::new();
-    for h in hosts {
-        let done: Vec<(String, u32)> = h.migrated.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for (db, id) in done.into_iter().rev() {
-            let Some(spec) = h.desired.databases.iter().find(|d| d.name == db) else {
-                continue;
-            };
-            let path = crate::backend::observe::absolute(h.root, &spec.path);
-            let script = sqlite::revert_script(&path, id);
-            match h.conn.run(&script).await {
-                Ok(out) if out.success() => {
-                    notes.push(format!("reverted {db} {id:04} on {}", h.name))
-                }
-                Ok(out) => {
-                    let why = sqlite::parse_failure(&out.stderr, &format!("{db} {id:04}"));
-                    return ApplyError::UndoFailed {
-                        cause: Box::new(error),
-                        message: format!(
-                            "{}: could not revert migration {db} {id:04}: {why}",
-                            h.name
-                        ),
-                    };
-                }
-                Err(e) => {
-                    return ApplyError::UndoFailed {
-                        cause: Box::new(error),
-                        message: format!(
-                            "{}: could not revert migration {db} {id:04}: {e}",
-                            h.name
-                        ),
-                    };
-                }
-            }
-        }
-    }
-    match (error, notes.is_empty()) {
-        (
-            ApplyError::Step {
-                host,
-                wave,
-                step,
-                message,
-                root,
-                generation,
-            },
-            false,
-        ) => ApplyError::Step {
-            host,
-            wave,
-            step,
-            message: format!("{message}; undone: {}", notes.join(", ")),
-            root,
-            generation,
-        },
-        (e, _) => e,
-    }
 }
 
 /// A token unique to this apply: only it may remove the locks it took.

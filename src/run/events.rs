@@ -30,6 +30,15 @@ pub enum Event {
         step: String,
         error: String,
     },
+    /// A check of a wave's gate was judged.
+    Gate {
+        wave: String,
+        check: String,
+        passed: bool,
+        detail: String,
+    },
+    /// A wave was undone on a host after a failed step or gate.
+    RolledBack { host: String, wave: String },
     /// The new generation is recorded on the host.
     Recorded { host: String, generation: u64 },
 }

@@ -55,9 +55,15 @@ pub fn changes_for(
         for p in &report.missing_programs {
             let how = match crate::backend::package_of(p) {
                 Some(pkg) => format!("apt-get install {pkg}"),
-                None => "put it on the host's PATH (wavectl does not know which package provides it)".to_string(),
+                None => {
+                    "put it on the host's PATH (wavectl does not know which package provides it)"
+                        .to_string()
+                }
             };
-            h.problems.push(format!("program `{p}` is not installed on {}; install it: {how}", h.host));
+            h.problems.push(format!(
+                "program `{p}` is not installed on {}; install it: {how}",
+                h.host
+            ));
         }
         h.problems.extend(report.database_problems.iter().cloned());
     }

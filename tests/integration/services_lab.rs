@@ -895,8 +895,7 @@ name = "apps"
 select = ["process.*"]
 "#;
     let repo = repo(&lab, &plan(net, "24h", extra));
-    let problem =
-        "program `wavectl-no-such-program` is not installed on pc2; install it: put it on the host's PATH (wavectl does not know which package provides it)";
+    let problem = "program `wavectl-no-such-program` is not installed on pc2; install it: put it on the host's PATH (wavectl does not know which package provides it)";
 
     let diff = repo.run(&["diff", "plans/p.toml"]);
     assert_eq!(diff.code, 1, "{}{}", diff.stdout, diff.stderr);
