@@ -3,6 +3,7 @@
 mod apply_lab;
 mod common;
 mod diff_snapshots;
+mod gates_lab;
 mod lab;
 mod render_tools;
 mod services_lab;
