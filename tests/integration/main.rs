@@ -5,6 +5,7 @@ mod common;
 mod diff_snapshots;
 mod gates_lab;
 mod lab;
+mod migrations_lab;
 mod render_tools;
 mod services_lab;
 mod sqlite_backend;

@@ -424,21 +424,9 @@ fn apply_brings_up_every_service_ready_with_its_streams_and_every_probe_green() 
     let mainpc = format!("127.0.{net}.2");
     let pc2 = format!("127.0.{net}.3");
 
-    // `apply` does not run the wave gates yet (src/run/apply.rs never calls
-    // run::probe::until), so what they would have waited for (edge's remote write reaching
-    // central, some 5 s after edge starts) may still be on its way when apply returns. Wait
-    // for it here, at most 30 s; then every check holds at once.
-    let waited = Instant::now();
-    let mut probes = loop {
-        match ready_and_green(&repo, &mainpc, &pc2) {
-            Ok(probes) => break probes,
-            Err(e) if waited.elapsed() > Duration::from_secs(30) => {
-                panic!("30 s after apply: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    };
-    eprintln!("ready and green {:?} after apply", waited.elapsed());
+    // Apply waited for every wave's gate: right after it, everything is ready and green.
+    let mut probes =
+        ready_and_green(&repo, &mainpc, &pc2).unwrap_or_else(|e| panic!("right after apply: {e}"));
     for list in probes.values_mut() {
         list.sort();
     }
