@@ -31,6 +31,9 @@ pub struct Request<'a> {
     pub inventory: Option<NamedText>,
     pub secrets_file: Option<NamedText>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Home directories of hosts, as they reported them: a root `~/...` is under it. Offline
+    /// (validate, render) there are none and `~` stays as written.
+    pub homes: &'a BTreeMap<String, String>,
 }
 
 /// A plan ready to diff and apply.
@@ -140,7 +143,14 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
     sources.add(&inventory.name, &inventory.text);
 
     let (plan, mut diags) = parse_plan(&plan_name, &plan_text);
-    let (inv, inv_diags) = inventory::parse_inventory(&inventory.name, &inventory.text);
+    let (mut inv, inv_diags) = inventory::parse_inventory(&inventory.name, &inventory.text);
+    for h in &mut inv.hosts {
+        if let (Some(rest), Some(home)) =
+            (h.root.strip_prefix('~'), req.homes.get(h.name.get_ref()))
+        {
+            h.root = format!("{home}{rest}");
+        }
+    }
     diags.extend(inv_diags);
     let mut secret_file_values = BTreeMap::new();
     if let Some(s) = &req.secrets_file {

@@ -23,7 +23,7 @@ pub struct Options {
 
 pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
     let start = Instant::now();
-    let loaded = ctx.load(plan)?;
+    let loaded = ctx.load_online(plan)?;
     let commit = ctx.plan_commit(plan)?;
     if commit.dirty && !opts.allow_dirty {
         let files = commit

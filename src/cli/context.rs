@@ -57,6 +57,48 @@ impl Context {
 
     /// Reads, validates and expands the plan from the work tree.
     pub fn load(&self, plan: &Path) -> anyhow::Result<Loaded> {
+        self.load_with_homes(plan, &std::collections::BTreeMap::new())
+    }
+
+    /// Like `load`, for commands that reach the hosts: a root under `~` is resolved with the
+    /// host's own home directory first (one short connection per such host).
+    pub fn load_online(&self, plan: &Path) -> anyhow::Result<Loaded> {
+        let loaded = self.load(plan)?;
+        let tilde: Vec<_> = loaded
+            .inventory
+            .hosts
+            .iter()
+            .filter(|h| h.root.starts_with('~'))
+            .cloned()
+            .collect();
+        if tilde.is_empty() {
+            return Ok(loaded);
+        }
+        let homes = self.runtime()?.block_on(async {
+            let mut homes = std::collections::BTreeMap::new();
+            for h in &tilde {
+                // An unreachable host keeps `~`: observing it reports the connection error.
+                let Ok(conn) = crate::transport::connect(&loaded.inventory, h).await else {
+                    continue;
+                };
+                if let Ok(out) = conn.run("printf '%s' \"$HOME\"").await {
+                    let home = out.stdout.trim();
+                    if out.success() && home.starts_with('/') {
+                        homes.insert(h.name.get_ref().clone(), home.to_string());
+                    }
+                }
+                conn.close().await;
+            }
+            homes
+        });
+        self.load_with_homes(plan, &homes)
+    }
+
+    fn load_with_homes(
+        &self,
+        plan: &Path,
+        homes: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<Loaded> {
         let (repo, plan_path) = WorkTree::for_plan(plan);
         let inventory = self.inventory.as_deref().map(read_named).transpose()?;
         let secrets_file = match &self.secrets_file {
@@ -72,6 +114,7 @@ impl Context {
             inventory,
             secrets_file,
             env: &env,
+            homes,
         };
         Ok(load::load(&repo, &req)?)
     }

@@ -69,7 +69,7 @@ pub fn run(ctx: &Context, cmd: &Migrations) -> anyhow::Result<Exit> {
 }
 
 fn status(ctx: &Context, plan: &Path, only: Option<&str>) -> anyhow::Result<Exit> {
-    let loaded = ctx.load(plan)?;
+    let loaded = ctx.load_online(plan)?;
     ctx.runtime()?.block_on(async {
         let observed = observe_all(&loaded).await;
         let mut rows = Vec::new();
@@ -135,7 +135,7 @@ fn decide(
     what: &str,
     script: impl Fn(&str, &DatabaseSpec) -> anyhow::Result<String>,
 ) -> anyhow::Result<Exit> {
-    let loaded = ctx.load(plan)?;
+    let loaded = ctx.load_online(plan)?;
     let Some((host, spec)) = loaded.desired.hosts.iter().find_map(|(h, d)| {
         d.databases
             .iter()

@@ -12,7 +12,7 @@ use crate::exit::Exit;
 use crate::run::observe::{close_all, observe_all};
 
 pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
-    let loaded = ctx.load(plan)?;
+    let loaded = ctx.load_online(plan)?;
     ctx.runtime()?.block_on(async {
         let observed = observe_all(&loaded).await;
         let changes = crate::run::changes_for(&loaded, &observed);

@@ -544,3 +544,37 @@ fn a_changed_host_key_and_a_refused_key_are_clear_errors() {
         diff.stdout
     );
 }
+
+#[test]
+fn a_root_under_the_home_directory_is_resolved_on_the_host() {
+    let lab = Lab::up(48, 2);
+    // pc2 keeps the inventory's default root, `~/.wavectl`.
+    let inventory = std::fs::read_to_string(lab.inventory()).expect("inventory");
+    let pc2_root = lab.root("pc2").display().to_string();
+    std::fs::write(
+        lab.inventory(),
+        inventory.replace(&format!("root = \"{pc2_root}\"\n"), ""),
+    )
+    .expect("write inventory");
+    let repo = repo(&lab, &plan("5s", true));
+    let render = repo.run(&["render", "--host", "pc2", "plans/p.toml"]);
+    assert!(
+        render.stdout.contains("# pc2:~/.wavectl/files/"),
+        "offline, `~` stays as written:\n{}",
+        render.stdout
+    );
+    apply(&repo);
+    let home_root = lab
+        .root("pc2")
+        .parent()
+        .expect("host dir")
+        .join("home/.wavectl");
+    let conf = std::fs::read_to_string(home_root.join("files/supervisor/supervisord.conf"))
+        .expect("supervisord.conf under ~/.wavectl");
+    assert!(
+        conf.contains(&format!("file={}/run/supervisor.sock", home_root.display())),
+        "{conf}"
+    );
+    assert!(pid_of(&repo, "pc2", "agent-ResourceManager").is_some());
+    assert_eq!(repo.run(&["diff", "plans/p.toml"]).code, 0);
+}

@@ -29,6 +29,7 @@ fn fixture() -> Loaded {
         }),
         secrets_file: None,
         env: &env,
+        homes: &Default::default(),
     };
     load(&repo, &req).unwrap_or_else(|e| panic!("fixture plan is invalid:\n{e}"))
 }
