@@ -58,16 +58,20 @@ wv_supervisord() {
   done
 }
 wv_wait_running() {
-  i=0
+  end=$(( $(date +%s) + 30 ))
   while :; do
     st=$(supervisorctl -c CONF status 2>/dev/null || true)
     bad=""
     for n in "$@"; do
-      printf '%s\n' "$st" | grep -q "^$n  *RUNNING " || bad="$bad $n"
+      line=$(printf '%s\n' "$st" | grep "^$n " || true)
+      case "$line" in
+        *" RUNNING "*) ;;
+        *" FATAL "*) echo "$n could not start (FATAL: it exits too quickly); see $PWD/logs/$n.log" >&2; return 1 ;;
+        *) bad="$bad $n" ;;
+      esac
     done
     [ -z "$bad" ] && return 0
-    i=$((i + 1))
-    [ "$i" -lt 150 ] || { echo "not running 30s after start:$bad (see logs/ on the host)" >&2; return 1; }
+    [ "$(date +%s)" -lt "$end" ] || { echo "not running 30s after start:$bad (see $PWD/logs/)" >&2; return 1; }
     sleep 0.2
   done
 }
@@ -331,7 +335,14 @@ pub fn rollback_script(
         .iter()
         .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")))
     {
-        s.step("supervisord update", &format!("wv_supervisord\nsupervisorctl -c {CONF} reread >/dev/null\nsupervisorctl -c {CONF} update\n"));
+        // When this wave created supervisord's own config, no program ran before it: stop
+        // supervisord (and with it its programs) instead of reloading a config that is gone.
+        s.step(
+            "supervisord update",
+            &format!(
+                "if [ -f {CONF} ]; then\n  wv_supervisord\n  supervisorctl -c {CONF} reread >/dev/null\n  supervisorctl -c {CONF} update\nelif [ -f {PIDFILE} ] && kill -0 \"$(cat {PIDFILE})\" 2>/dev/null; then\n  p=$(cat {PIDFILE})\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n"
+            ),
+        );
     }
     for c in changes {
         let Change::Process { name, action, .. } = c else {

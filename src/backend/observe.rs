@@ -218,7 +218,7 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
             Ok(listing) => {
                 if let Some(why) = &listing.dirty {
                     o.database_problems.push(format!(
-                        "database {db} is dirty: {why}; check it by hand, then run `wavectl migrations resolve --db {db}`"
+                        "database {db} is dirty: {why}; check it by hand, then run `wavectl migrations resolve PLAN --db {db}`"
                     ));
                 }
                 o.observed.databases.insert(db, listing.applied);

@@ -260,8 +260,8 @@ fn diff_host(
                 && m.checksum != a.checksum
             {
                 problems.push(format!(
-                        "database {}: applied migration {:04}_{} has changed since it ran (checksum drift); restore its file or accept the edit with `wavectl migrations accept {}`",
-                        db.name, m.id, m.name, m.id
+                        "database {}: applied migration {:04}_{}.up.sql has changed since it ran (checksum drift); restore the file, or accept the reviewed edit with `wavectl migrations accept PLAN --db {} {}`",
+                        db.name, m.id, m.name, db.name, m.id
                     ));
             }
         }

@@ -74,7 +74,7 @@ impl ApplyError {
             ApplyError::Script { .. } => None,
             ApplyError::GateFailed { rolled_back: true, .. } => Some("the waves before it stay applied and are recorded; fix the cause, then apply again".into()),
             ApplyError::GateFailed { rolled_back: false, .. } => Some("inspect the hosts (`wavectl status`), then apply again or roll back".into()),
-            ApplyError::UndoFailed { .. } => Some("the database is between states: look at it, then run `wavectl migrations status` and `wavectl diff`".into()),
+            ApplyError::UndoFailed { .. } => Some("the hosts are between states: the message says what failed where; repair that by hand, then run `wavectl diff` (and `wavectl migrations status`)".into()),
         }
     }
 }
@@ -96,6 +96,8 @@ struct HostRun<'a> {
     /// Migrations this apply ran on the host (database, id), in order: undone if their wave
     /// is rolled back.
     migrated: std::sync::Mutex<Vec<(String, u32)>>,
+    /// Migrations this apply reverted (database, id).
+    reverted: std::sync::Mutex<Vec<(String, u32)>>,
     /// The state before this apply, and the streams as they were (to undo an update).
     previous: Option<&'a HostState>,
     streams_before: &'a BTreeMap<String, crate::observed::ObservedStream>,
@@ -136,6 +138,7 @@ pub async fn apply(
             generation: previous + 1,
             commit: commit.commit.as_deref(),
             migrated: std::sync::Mutex::new(Vec::new()),
+            reverted: std::sync::Mutex::new(Vec::new()),
             previous: report.state.as_ref(),
             streams_before: &report.observed.streams,
             done: std::sync::Mutex::new(Vec::new()),
@@ -357,35 +360,34 @@ async fn rollback_wave(
     sink: &dyn Sink,
 ) -> ApplyError {
     let results = join_all(todo.iter().map(|(h, changes)| async move {
-        revert_migrations(h).await?;
+        let mut notes = revert_migrations(h, wave).await?;
         let (script, _) = rollback_script(h.root, h.generation, wave, changes);
-        let out = h
-            .conn
-            .run(&script)
-            .await
-            .map_err(|e| format!("{}: {e}", h.name))?;
+        let out = h.conn.run(&script).await.map_err(|e| format!("{}: {e}", h.name))?;
         if !out.success() {
-            let step = out
-                .stdout
-                .lines()
-                .rev()
-                .find_map(|l| l.strip_prefix("failed "))
-                .unwrap_or("start");
-            return Err(format!(
-                "{}: `{step}` failed: {}",
-                h.name,
-                out.stderr.trim().lines().last().unwrap_or("")
-            ));
+            let step = out.stdout.lines().rev().find_map(|l| l.strip_prefix("failed ")).unwrap_or("start");
+            return Err(format!("{}: `{step}` failed: {}", h.name, out.stderr.trim().lines().last().unwrap_or("")));
         }
         undo_streams(loaded, h, changes).await?;
-        sink.event(Event::RolledBack {
-            host: h.name.into(),
-            wave: wave.into(),
-        });
-        Ok::<(), String>(())
+        // A migration this wave reverted cannot be applied again: its up SQL is in no plan here.
+        for c in changes.iter() {
+            if let Change::Migration { database, id, name, action: crate::diff::MigrationAction::Revert } = c
+                && h.reverted.lock().unwrap_or_else(|e| e.into_inner()).contains(&(database.clone(), *id)) {
+                    notes.push(format!("{database} {id:04}_{name} stays reverted on {} (apply the commit that has it to restore it)", h.name));
+                }
+        }
+        sink.event(Event::RolledBack { host: h.name.into(), wave: wave.into() });
+        Ok::<Vec<String>, String>(notes)
     }))
     .await;
-    let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    let mut notes = Vec::new();
+    let mut failed = Vec::new();
+    for r in results {
+        match r {
+            Ok(n) => notes.extend(n),
+            Err(e) => failed.push(e),
+        }
+    }
+    let cause = with_notes(cause, &notes);
     if failed.is_empty() {
         cause
     } else {
@@ -396,30 +398,81 @@ async fn rollback_wave(
     }
 }
 
-/// Reverts, newest first, the migrations this apply ran on the host (all in the current wave:
-/// earlier waves' migrations were kept when their gates passed, and are cleared from the list).
-async fn revert_migrations(h: &HostRun<'_>) -> Result<(), String> {
+/// Adds what the rollback did to a step's or gate's error.
+fn with_notes(e: ApplyError, notes: &[String]) -> ApplyError {
+    if notes.is_empty() {
+        return e;
+    }
+    let undone = format!("; undone: {}", notes.join(", "));
+    match e {
+        ApplyError::Step {
+            host,
+            wave,
+            step,
+            message,
+            root,
+            generation,
+        } => ApplyError::Step {
+            host,
+            wave,
+            step,
+            message: message + &undone,
+            root,
+            generation,
+        },
+        ApplyError::GateFailed {
+            wave,
+            failures,
+            rolled_back,
+        } => ApplyError::GateFailed {
+            wave,
+            failures: failures + &undone,
+            rolled_back,
+        },
+        other => other,
+    }
+}
+
+/// Reverts, newest first, the migrations this wave ran on the host, journaling each.
+async fn revert_migrations(h: &HostRun<'_>, wave: &str) -> Result<Vec<String>, String> {
     let done: Vec<(String, u32)> =
         std::mem::take(&mut *h.migrated.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut notes = Vec::new();
     for (db, id) in done.into_iter().rev() {
         let Some(spec) = h.desired.databases.iter().find(|d| d.name == db) else {
             continue;
         };
+        let Some(m) = spec.migrations.iter().find(|m| m.id == id) else {
+            continue;
+        };
+        let file = sqlite::down_file_name(id, &m.name);
         let path = crate::backend::observe::absolute(h.root, &spec.path);
+        let journal = serde_json::json!({
+            "ts": super::now_rfc3339(), "generation": h.generation, "wave": format!("rollback {wave}"),
+            "step": format!("{REVERT_PREFIX}{db} {file}"), "result": "ok",
+        })
+        .to_string();
+        let script = format!(
+            "( {} ) || exit 1\ncd {} && printf '%s\\n' {} >> journal.jsonl\n",
+            sqlite::revert_script(&path, id).trim_end(),
+            crate::backend::sh_quote(h.root),
+            crate::backend::sh_quote(&journal)
+        );
         let out = h
             .conn
-            .run(&sqlite::revert_script(&path, id))
+            .run(&script)
             .await
-            .map_err(|e| format!("{}: could not revert migration {db} {id:04}: {e}", h.name))?;
+            .map_err(|e| format!("{}: could not revert migration {db} {file}: {e}", h.name))?;
         if !out.success() {
             return Err(format!(
-                "{}: could not revert migration {db} {id:04}: {}",
+                "{}: could not revert migration {db} {file}: {}",
                 h.name,
-                sqlite::parse_failure(&out.stderr, &format!("{db} {id:04}"))
+                sqlite::parse_failure(&out.stderr, &file)
             ));
         }
+        notes.push(format!("reverted {db} {:04}_{} on {}", id, m.name, h.name));
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// Deletes the streams the wave created and puts updated ones back to their old config.
@@ -499,8 +552,11 @@ async fn run_wave(
                 .run_streaming(&script, |line| {
                     if let Some(what) = line.strip_prefix("step ") {
                         done += 1;
-                        if let Some(m) = migration_of(what) {
+                        if let Some(m) = migration_of(what, APPLY_PREFIX) {
                             h.migrated.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+                        }
+                        if let Some(m) = migration_of(what, REVERT_PREFIX) {
+                            h.reverted.lock().unwrap_or_else(|e| e.into_inner()).push(m);
                         }
                         sink.event(Event::Step {
                             host: h.name.into(),
@@ -638,9 +694,9 @@ async fn finish_all(
     Ok(Applied { generations })
 }
 
-/// `apply migration DB 0004_name.up.sql` -> (DB, 4).
-fn migration_of(step: &str) -> Option<(String, u32)> {
-    let (db, file) = step.strip_prefix(APPLY_PREFIX)?.split_once(' ')?;
+/// `apply migration DB 0004_name.up.sql` -> (DB, 4) (with `prefix`, apply or revert).
+fn migration_of(step: &str, prefix: &str) -> Option<(String, u32)> {
+    let (db, file) = step.strip_prefix(prefix)?.split_once(' ')?;
     Some((db.to_string(), file.get(..4)?.parse().ok()?))
 }
 

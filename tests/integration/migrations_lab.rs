@@ -298,7 +298,7 @@ CREATE TABLE c (z INTEGER);
 const LETTERS_DOWN: &str = "DROP TABLE c;\nDROP TABLE b;\nDROP TABLE a;\n";
 
 #[test]
-fn an_sql_error_rolls_its_migration_back_and_undoes_the_apply_s_earlier_migrations() {
+fn an_sql_error_undoes_the_migrations_the_same_apply_ran_before_it() {
     let lab = Lab::up(61, 2);
     let db = db(&lab);
     let gens = lab.root("mainpc").join("generations");
@@ -313,16 +313,23 @@ fn an_sql_error_rolls_its_migration_back_and_undoes_the_apply_s_earlier_migratio
         .commit("users and a broken migration")
         .with_inventory(lab.inventory());
     let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
-    assert_eq!(run.code, 1, "{}", show(&run));
+    // The database first (the file itself may stay, holding wavectl's empty tables).
+    assert_eq!(
+        user_schema(&db),
+        "",
+        "nothing of 0001 or 0002 is left:\n{}",
+        show(&run)
+    );
+    assert_eq!(tracked(&db), Vec::<u32>::new(), "{}", show(&run));
     assert!(
         run.stderr.contains(
-            "step `apply migration app 0002_letters.up.sql` failed: 0002_letters.up.sql: line 4: near \"CREAT\": syntax error; undone: reverted app 0001 on mainpc"
+            "step `apply migration app 0002_letters.up.sql` failed: 0002_letters.up.sql: line 4: near \"CREAT\": syntax error"
         ),
         "{}",
         show(&run)
     );
-    assert_eq!(user_schema(&db), "", "nothing of 0001 or 0002 is left");
-    assert_eq!(tracked(&db), Vec::<u32>::new());
+    // Undoing this first apply (files, programs, 0001) succeeds: exit 1, not 5.
+    assert_eq!(run.code, 1, "{}", show(&run));
     assert_eq!(
         listing(&gens),
         Vec::<String>::new(),
@@ -336,10 +343,31 @@ fn an_sql_error_rolls_its_migration_back_and_undoes_the_apply_s_earlier_migratio
             "+ migration app 0002_letters: apply"
         ]
     );
+    // ... and the message says what was undone.
+    assert!(
+        run.stderr.contains(
+            "0002_letters.up.sql: line 4: near \"CREAT\": syntax error; undone: reverted app 0001_users on mainpc"
+        ),
+        "{}",
+        show(&run)
+    );
+}
 
-    // With 0001 applied by an earlier apply, the broken 0002 alone: its transaction is rolled
-    // back, 0001 stays.
-    let repo = remove_migration(repo, "0002_letters").commit("users only");
+#[test]
+fn an_sql_error_rolls_its_migration_back_to_the_exact_state_before_it() {
+    let lab = Lab::up(67, 2);
+    let db = db(&lab);
+    let gens = lab.root("mainpc").join("generations");
+    let repo = migration(
+        Repo::with_plan(&plan("")),
+        "0001_users",
+        USERS_UP,
+        USERS_DOWN,
+    )
+    .commit("users")
+    .with_inventory(lab.inventory());
+    // 0001 applied by an earlier apply, then the broken 0002 alone: its transaction is
+    // rolled back, 0001 stays.
     apply(&repo);
     let before = schema(&db);
     let rows = sqlite(
@@ -347,7 +375,8 @@ fn an_sql_error_rolls_its_migration_back_and_undoes_the_apply_s_earlier_migratio
         "SELECT id, name, checksum, generation FROM wavectl_migrations;\nSELECT * FROM users;\n",
     );
     assert_eq!(tracked(&db), [1]);
-    let repo = migration(repo, "0002_letters", LETTERS_BAD, LETTERS_DOWN).commit("broken again");
+    let repo =
+        migration(repo, "0002_letters", LETTERS_BAD, LETTERS_DOWN).commit("a broken migration");
     let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
     assert_eq!(run.code, 1, "{}", show(&run));
     assert!(
@@ -418,8 +447,7 @@ fn an_edited_applied_migration_stops_apply_before_anything_runs_until_accepted()
     let edited = format!("{USERS_UP}CREATE INDEX users_name ON users(name);\n");
     let repo = migration(repo, "0001_users", &edited, USERS_DOWN);
     let repo = migration(repo, "0003_tags", TAGS_UP, TAGS_DOWN).commit("edit 0001, add 0003");
-    let drift =
-        "database app: applied migration 0001_users has changed since it ran (checksum drift)";
+    let drift = "database app: applied migration 0001_users.up.sql has changed since it ran (checksum drift)";
     let d = diff(&repo);
     assert_eq!(d.code, 1, "{}", show(&d));
     assert!(d.stdout.contains(drift), "{}", show(&d));
@@ -583,52 +611,39 @@ fn a_failure_after_the_migrations_leaves_the_database_as_before_the_apply() {
         .file("plans/p.toml", &plan(broken))
         .commit("notes and a broken process");
     let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
-    assert_eq!(run.code, 1, "{}", show(&run));
+    // The database first: exactly as before this apply.
+    assert_eq!(schema(&db), before, "{}", show(&run));
+    assert_eq!(sqlite(&db, rows_query), rows, "{}", show(&run));
+    assert_eq!(tracked(&db), [1]);
+    // 0002 did run in this apply (journaled) before it was reverted.
+    let journal =
+        std::fs::read_to_string(lab.root("mainpc").join("journal.jsonl")).expect("journal");
+    let applied_0002 = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|l| {
+            l["generation"] == 2
+                && l["step"] == "apply migration app 0002_notes.up.sql"
+                && l["result"] == "ok"
+        });
+    assert!(applied_0002, "{journal}");
     assert!(
         run.stderr
             .contains("step `wait for processes to run` failed: "),
         "{}",
         show(&run)
     );
-    assert!(
-        run.stderr.contains("; undone: reverted app 0002 on mainpc"),
-        "{}",
-        show(&run)
-    );
-    // 0002 did run in this apply (journaled), and was reverted.
-    let journal =
-        std::fs::read_to_string(lab.root("mainpc").join("journal.jsonl")).expect("journal");
-    let ran: Vec<(u64, String)> = journal
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["step"].as_str().is_some_and(|s| s.contains("migration")))
-        .map(|l| {
-            (
-                l["generation"].as_u64().unwrap_or(0),
-                format!("{} {}", l["step"].as_str().unwrap_or(""), l["result"]),
-            )
-        })
-        .collect();
-    assert_eq!(
-        ran,
-        [
-            (
-                1,
-                "apply migration app 0001_users.up.sql \"ok\"".to_string()
-            ),
-            (
-                2,
-                "apply migration app 0002_notes.up.sql \"ok\"".to_string()
-            )
-        ]
-    );
-    assert_eq!(schema(&db), before);
-    assert_eq!(sqlite(&db, rows_query), rows);
-    assert_eq!(tracked(&db), [1]);
+    assert_eq!(run.code, 1, "{}", show(&run));
     assert_eq!(listing(&lab.root("mainpc").join("generations")), ["1.json"]);
     assert_eq!(
         migration_lines(&diff(&repo)),
         ["+ migration app 0002_notes: apply"]
+    );
+    assert!(
+        run.stderr
+            .contains("; undone: reverted app 0002_notes on mainpc"),
+        "the message says what was undone:\n{}",
+        show(&run)
     );
 }
 
