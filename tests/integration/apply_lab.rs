@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{Repo, Run};
+use crate::common::{Repo, Run, json, pid_of};
 use crate::lab::Lab;
 
 const SECRET: &str = "tg-secret-8c1d77e0a9";
@@ -69,29 +69,6 @@ fn repo(lab: &Lab, text: &str) -> Repo {
         .env("TELEGRAM_TOKEN", SECRET)
         .commit("plan")
         .with_inventory(lab.inventory())
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", run.stdout, run.stderr))
-}
-
-/// pid of a process as `wavectl status` reports it.
-fn pid_of(repo: &Repo, host: &str, process: &str) -> Option<u64> {
-    let status = json(&repo.run(&["status", "-o", "json", "plans/p.toml"]));
-    let h = status["hosts"]
-        .as_array()?
-        .iter()
-        .find(|h| h["host"] == host)?
-        .clone();
-    let p = h["processes"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == process)?
-        .clone();
-    (p["state"] == "RUNNING")
-        .then(|| p["pid"].as_u64())
-        .flatten()
 }
 
 fn apply(repo: &Repo) -> Run {

@@ -132,3 +132,27 @@ pub fn bin() -> PathBuf {
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A run's stdout as one JSON document.
+pub fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", run.stdout, run.stderr))
+}
+
+/// pid of a process as `wavectl status` reports it, when it is RUNNING.
+pub fn pid_of(repo: &Repo, host: &str, process: &str) -> Option<u64> {
+    let status = json(&repo.run(&["status", "-o", "json", "plans/p.toml"]));
+    let h = status["hosts"]
+        .as_array()?
+        .iter()
+        .find(|h| h["host"] == host)?
+        .clone();
+    let p = h["processes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == process)?
+        .clone();
+    (p["state"] == "RUNNING")
+        .then(|| p["pid"].as_u64())
+        .flatten()
+}

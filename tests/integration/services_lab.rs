@@ -14,7 +14,7 @@ use async_nats::jetstream::{self, publish::PublishAck, stream::Info};
 use futures::TryStreamExt;
 use serde_json::Value;
 
-use crate::common::{Repo, Run};
+use crate::common::{Repo, Run, json, pid_of};
 use crate::lab::Lab;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -167,11 +167,6 @@ fn repo(lab: &Lab, text: &str) -> Repo {
         .with_inventory(lab.inventory())
 }
 
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\nstderr:\n{}", run.stdout, run.stderr))
-}
-
 fn apply(repo: &Repo) -> Run {
     let start = Instant::now();
     let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
@@ -228,24 +223,6 @@ fn encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// pid of a process as `wavectl status` reports it.
-fn pid_of(repo: &Repo, host: &str, process: &str) -> Option<u64> {
-    let status = json(&repo.run(&["status", "-o", "json", "plans/p.toml"]));
-    let h = status["hosts"]
-        .as_array()?
-        .iter()
-        .find(|h| h["host"] == host)?
-        .clone();
-    let p = h["processes"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == process)?
-        .clone();
-    (p["state"] == "RUNNING")
-        .then(|| p["pid"].as_u64())
-        .flatten()
 }
 
 /// Every service answers ready over HTTP (asked from here), and `status` finds both hosts
