@@ -5,6 +5,7 @@ mod common;
 mod diff_snapshots;
 mod gates_lab;
 mod lab;
+mod local_transport;
 mod migrations_lab;
 mod render_tools;
 mod services_lab;
