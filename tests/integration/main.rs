@@ -7,6 +7,7 @@ mod gates_lab;
 mod lab;
 mod local_transport;
 mod migrations_lab;
+mod nats_cluster;
 mod render_tools;
 mod services_lab;
 mod sqlite_backend;
