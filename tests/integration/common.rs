@@ -156,3 +156,31 @@ pub fn pid_of(repo: &Repo, host: &str, process: &str) -> Option<u64> {
         .then(|| p["pid"].as_u64())
         .flatten()
 }
+
+/// Runs `sqlite3 -batch -bail [extra] DB` with `sql` on stdin; its stdout. Panics on failure.
+pub fn sqlite3(db: &Path, extra: &[&str], sql: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sqlite3")
+        .args(extra)
+        .args(["-batch", "-bail"])
+        .arg(db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(sql.as_bytes())
+        .expect("write sql");
+    let out = child.wait_with_output().expect("sqlite3 ends");
+    assert!(
+        out.status.success(),
+        "sqlite3 {} <<< {sql:?}: {}",
+        db.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

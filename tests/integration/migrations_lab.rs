@@ -54,28 +54,7 @@ fn db(lab: &Lab) -> PathBuf {
 
 /// Runs `sqlite3 -readonly` on the database with `input` on stdin; its stdout.
 fn sqlite(db: &Path, input: &str) -> String {
-    let mut child = Command::new("sqlite3")
-        .args(["-readonly", "-batch", "-bail"])
-        .arg(db)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sqlite3");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write sql");
-    let out = child.wait_with_output().expect("sqlite3 ends");
-    assert!(
-        out.status.success(),
-        "sqlite3 {} <<< {input:?}: {}",
-        db.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crate::common::sqlite3(db, &["-readonly"], input)
 }
 
 /// `.schema` of the whole database (wavectl's tables included).

@@ -3,12 +3,11 @@
 //! config and placed on all three.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use wavectl::load::{NamedText, Request, load};
 use wavectl::repo::WorkTree;
 
-use crate::render_tools::{Running, http_get, wait_for};
+use crate::render_tools::{http_get, start_nats, wait_for};
 
 const PLAN: &str = r#"version = 1
 name = "cluster"
@@ -81,15 +80,7 @@ fn three_rendered_servers_form_a_jetstream_cluster_holding_a_replicated_stream()
             _ => "n3",
         };
         let conf = Path::new(&desired.root).join(format!("files/nats/{name}.conf"));
-        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("nats-server");
-        servers.push(Running(child));
+        servers.push(start_nats(&conf, &dir.path().join(format!("{name}.log"))));
     }
     for i in 2..=4 {
         let monitor = format!("127.0.31.{i}:8222");

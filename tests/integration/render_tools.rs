@@ -98,6 +98,19 @@ impl Drop for Running {
     }
 }
 
+/// A nats-server on `conf`, its log in `log`, stopped when dropped.
+pub fn start_nats(conf: &Path, log: &Path) -> Running {
+    let log = std::fs::File::create(log).expect("log");
+    let child = Command::new("nats-server")
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start nats-server");
+    Running(child)
+}
+
 pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -136,15 +149,7 @@ fn rendered_nats_configs_start_real_servers_joined_by_a_leafnode() {
             "nats-server -t rejected {name}: {}",
             String::from_utf8_lossy(&check.stderr)
         );
-        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start nats-server");
-        servers.push(Running(child));
+        servers.push(start_nats(&conf, &dir.path().join(format!("{name}.log"))));
     }
     // -t only parses; the running servers prove the config (domains, leafnodes) is accepted.
     for monitor in ["127.0.30.2:8222", "127.0.30.3:8223"] {

@@ -82,28 +82,7 @@ impl Lab {
 
     /// Runs SQL with the plain sqlite3 program (the test's own view of the database).
     fn sql(&self, sql: &str) -> String {
-        let mut child = Command::new("sqlite3")
-            .arg("-batch")
-            .arg("-bail")
-            .arg(&self.db)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sqlite3");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(sql.as_bytes())
-            .expect("write sql");
-        let out = child.wait_with_output().expect("wait");
-        assert!(
-            out.status.success(),
-            "sqlite3 failed on {sql:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::common::sqlite3(&self.db, &[], sql)
     }
 
     fn schema(&self) -> String {
