@@ -126,6 +126,8 @@ pub struct MigrationSpec {
 pub struct StreamSpec {
     /// The nats server (plan name) holding the stream.
     pub server: String,
+    /// The server's monitoring URL as its host sees it (`/jsz` lists streams with configs).
+    pub monitor: String,
     pub config: StreamConfig,
     #[serde(flatten)]
     pub origin: Origin,

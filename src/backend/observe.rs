@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use crate::backend::sh_quote;
 use crate::backend::supervisord::{self, parse_status_line};
 use crate::observed::{HostObserved, ObservedFile, ObservedProcess};
-use crate::primitive::HostDesired;
+use crate::primitive::{HostDesired, StreamConfig};
 use crate::state::{HostState, Lock, STATE_SCHEMA};
 
 /// Programs every host needs, besides those its processes run.
@@ -71,6 +71,24 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         "  while read -r p; do printf 'content %s %s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"; done\n",
         "fi\n",
     ));
+    // Each NATS server's streams with their configs, from its monitoring endpoint (an empty
+    // answer: the server does not run).
+    let mut servers: Vec<(&str, &str)> = desired
+        .streams
+        .iter()
+        .map(|s| (s.server.as_str(), s.monitor.as_str()))
+        .collect();
+    servers.sort();
+    servers.dedup();
+    for (server, monitor) in servers {
+        let url = format!("{monitor}/jsz?streams=true&config=true");
+        let _ = writeln!(
+            s,
+            "printf 'jsz %s ' {}; curl -s --max-time 3 {} | tr -d '\\n'; echo",
+            sh_quote(server),
+            sh_quote(&url)
+        );
+    }
     // Each database's migrations, as its own section (the list script never creates one).
     for db in &desired.databases {
         let _ = writeln!(s, "printf 'dbsection %s\\n' {}", sh_quote(&db.name));
@@ -110,6 +128,8 @@ pub struct Observation {
     pub observed: HostObserved,
     /// Databases that block an apply (dirty, not a database, locked), one message each.
     pub database_problems: Vec<String>,
+    /// Every stream of each NATS server that answered, by server (plan name).
+    pub nats_streams: BTreeMap<String, Vec<StreamConfig>>,
 }
 
 /// A report that cannot be trusted: the host must be looked at, not reset.
@@ -200,6 +220,12 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                     buf.push('\n');
                 }
             }
+            "jsz" => {
+                let (server, json) = rest.split_once(' ').unwrap_or((rest, ""));
+                if let Some(streams) = streams_of_jsz(json) {
+                    o.nats_streams.insert(server.to_string(), streams);
+                }
+            }
             "supervisord" => o.supervisord_running = rest == "running",
             "proc" => status.extend(parse_status_line(rest)),
             "spawned" => {
@@ -257,6 +283,20 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
     Ok(o)
 }
 
+/// The stream configs in a `/jsz?streams=true&config=true` answer; `None` when it is none.
+fn streams_of_jsz(json: &str) -> Option<Vec<StreamConfig>> {
+    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut out = Vec::new();
+    for account in doc["account_details"].as_array().into_iter().flatten() {
+        for stream in account["stream_detail"].as_array().into_iter().flatten() {
+            let config: async_nats::jetstream::stream::Config =
+                serde_json::from_value(stream["config"].clone()).ok()?;
+            out.push(crate::backend::nats::from_api(&config));
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +331,26 @@ mod tests {
             (ProcessState::Running, Some(42), 2, Some("h1"))
         );
         assert_eq!(o.observed.processes["oracle"].state, ProcessState::Fatal);
+    }
+
+    #[test]
+    fn stream_configs_come_from_the_monitoring_endpoint() {
+        // As nats-server 2.9.10 answers (one stream, config fields as it prints them).
+        let jsz = r#"{"account_details":[{"stream_detail":[{"name":"S","config":{"name":"S","subjects":["a.b"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":86400000000000,"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000,"sources":[{"name":"T","external":{"api":"$JS.pc2.API","deliver":""}}],"allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,"deny_purge":false,"allow_rollup_hdrs":false}}]}]}"#;
+        let o = parse("/r", &format!("root ok\njsz nats-a {jsz}\njsz nats-b \n")).unwrap();
+        let s = &o.nats_streams["nats-a"][0];
+        assert_eq!(
+            (
+                s.name.as_str(),
+                s.max_age_ms,
+                s.sources[0].external_api.as_deref()
+            ),
+            ("S", 86_400_000, Some("$JS.pc2.API"))
+        );
+        assert!(
+            !o.nats_streams.contains_key("nats-b"),
+            "a server that did not answer reports nothing"
+        );
     }
 
     #[test]

@@ -609,8 +609,13 @@ impl<'a> Expander<'a> {
         else {
             return;
         };
+        let monitor = self
+            .host(node.host.get_ref())
+            .map(|h| url(h, *node.monitor_port.get_ref()))
+            .unwrap_or_default();
         let spec = crate::primitive::StreamSpec {
             server: node.name.get_ref().clone(),
+            monitor,
             config: self.stream_config(s),
             origin: self.origin(Kind::Stream, s.name.get_ref()),
         };

@@ -20,8 +20,6 @@ pub enum HostError {
         #[source]
         source: ObserveError,
     },
-    #[error(transparent)]
-    Streams(Box<crate::run::streams::StreamError>),
     #[error("host {host}: the observe script failed (exit {status:?}): {stderr}")]
     Script {
         host: String,
@@ -37,7 +35,7 @@ impl HostError {
             HostError::Observe { .. } => Some(
                 "inspect the file on the host; wavectl never resets a state it cannot read".into(),
             ),
-            HostError::Script { .. } | HostError::Streams(_) => None,
+            HostError::Script { .. } => None,
         }
     }
 }
@@ -75,7 +73,14 @@ pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
                         }),
                     };
                     let report = match report {
-                        Ok(r) => with_streams(&conn, loaded, desired, r).await,
+                        Ok(r) => with_streams(desired, r).map_err(|e| match e {
+                            HostError::Script { status, stderr, .. } => HostError::Script {
+                                host: name.clone(),
+                                status,
+                                stderr,
+                            },
+                            other => other,
+                        }),
                         Err(e) => Err(e),
                     };
                     (Some(conn), report)
@@ -94,9 +99,7 @@ pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
 
 /// Adds the streams of the host's running nats servers: the planned ones and those the last
 /// generation managed.
-async fn with_streams(
-    conn: &Connection,
-    loaded: &Loaded,
+fn with_streams(
     desired: &crate::primitive::HostDesired,
     mut report: Observation,
 ) -> Result<Observation, HostError> {
@@ -105,30 +108,39 @@ async fn with_streams(
         .as_ref()
         .map(|s| s.streams.clone())
         .unwrap_or_default();
-    let mut names: Vec<String> = desired
-        .streams
-        .iter()
-        .map(|s| s.config.name.clone())
-        .collect();
-    names.extend(managed.keys().cloned());
-    let mut servers: Vec<String> = desired.streams.iter().map(|s| s.server.clone()).collect();
-    servers.extend(managed.values().cloned());
-    servers.sort();
-    servers.dedup();
-    // A server that is not running (not deployed yet) has nothing to report.
-    servers.retain(|s| {
-        report
+    let mut names: Vec<&String> = desired.streams.iter().map(|s| &s.config.name).collect();
+    names.extend(managed.keys());
+    let mut streams = BTreeMap::new();
+    for (server, list) in &report.nats_streams {
+        for config in list.iter().filter(|c| names.contains(&&c.name)) {
+            streams.insert(
+                config.name.clone(),
+                crate::observed::ObservedStream {
+                    server: server.clone(),
+                    config: config.clone(),
+                },
+            );
+        }
+    }
+    // A running server that did not answer its monitoring endpoint cannot be diffed.
+    for s in &desired.streams {
+        let running = report
             .observed
             .processes
-            .get(s)
-            .is_some_and(|p| p.state.is_up())
-    });
-    if servers.is_empty() {
-        return Ok(report);
+            .get(&s.server)
+            .is_some_and(|p| p.state.is_up());
+        if running && !report.nats_streams.contains_key(&s.server) {
+            return Err(HostError::Script {
+                host: String::new(),
+                status: None,
+                stderr: format!(
+                    "nats server {} runs but {}/jsz does not answer",
+                    s.server, s.monitor
+                ),
+            });
+        }
     }
-    report.observed.streams = crate::run::streams::observe(conn, loaded, &servers, &names)
-        .await
-        .map_err(|e| HostError::Streams(Box::new(e)))?;
+    report.observed.streams = streams;
     Ok(report)
 }
 

@@ -1,7 +1,7 @@
-//! JetStream streams on the hosts' NATS servers, reached through the host's SSH connection (a
-//! port forward) so the NATS port need not be open to the operator.
+//! Changing JetStream streams on the hosts' NATS servers, reached through the host's SSH
+//! connection (a port forward) so the NATS port need not be open to the operator. (Observing
+//! them needs no connection: the observe script reads each server's `/jsz`.)
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -9,7 +9,6 @@ use futures::TryStreamExt;
 use crate::backend::nats::{from_api, to_api};
 use crate::diff::{Change, StreamAction};
 use crate::load::Loaded;
-use crate::observed::ObservedStream;
 use crate::primitive::StreamConfig;
 use crate::transport::{Connection, TransportError};
 
@@ -101,37 +100,6 @@ pub async fn jetstream(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The streams of `servers` (plan names of the host's nats servers), restricted to `names`.
-pub async fn observe(
-    conn: &Connection,
-    loaded: &Loaded,
-    servers: &[String],
-    names: &[String],
-) -> Result<BTreeMap<String, ObservedStream>, StreamError> {
-    let mut out = BTreeMap::new();
-    for server in servers {
-        let js = jetstream(conn, loaded, server, Duration::ZERO).await?;
-        let mut list = js.streams();
-        while let Some(info) = list.try_next().await.map_err(|e| StreamError::Api {
-            host: conn.host().into(),
-            server: server.clone(),
-            stream: "*".into(),
-            reason: e.to_string(),
-        })? {
-            if names.contains(&info.config.name) {
-                out.insert(
-                    info.config.name.clone(),
-                    ObservedStream {
-                        server: server.clone(),
-                        config: from_api(&info.config),
-                    },
-                );
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Creates, updates or deletes the streams of `changes`; `desired` gives the planned configs.
