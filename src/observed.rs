@@ -89,6 +89,9 @@ pub struct AppliedMigration {
     /// Marked `-- wavectl: irreversible`: never reverted implicitly.
     #[serde(default)]
     pub irreversible: bool,
+    /// Checksum of the down SQL recorded with it (what a revert runs).
+    #[serde(default)]
+    pub down_checksum: String,
 }
 
 /// What a host looks like right after a successful apply of `desired`: every file in place,
@@ -136,6 +139,7 @@ pub fn converged(desired: &HostDesired) -> HostObserved {
                         applied_at: "2026-01-01T00:00:00Z".into(),
                         generation: 1,
                         irreversible: m.irreversible,
+                        down_checksum: m.down_checksum.clone(),
                     })
                     .collect();
                 (db.name.clone(), applied)

@@ -393,6 +393,7 @@ fn parse_applied(rest: &str) -> Option<(AppliedMigration, AppliedDetail)> {
             applied_at,
             generation,
             irreversible: detail.irreversible,
+            down_checksum: detail.down_checksum.clone(),
         },
         detail,
     ))
@@ -516,23 +517,27 @@ SELECT writefile({}, down_sql) FROM wavectl_migrations WHERE id = {id};
     s
 }
 
-/// Records `new_checksum` as the checksum of applied migration `id` (after an operator
-/// reviewed an edit of its file). Allowed on a dirty database: it runs nothing.
-pub fn accept_script(db_path_abs: &str, id: u32, new_checksum: &str) -> String {
+/// Records the plan's version of applied migration `m` (after an operator reviewed an edit of
+/// its files): its checksums and the down SQL a later revert runs. Allowed on a dirty
+/// database: it runs nothing.
+pub fn accept_script(db_path_abs: &str, m: &MigrationSpec) -> String {
+    let id = m.id;
     let mut s = header(db_path_abs);
     s.push_str("wv_check_db\n");
     let body = format!(
         "{OPEN}BEGIN IMMEDIATE;\n{TABLES}{ASSERTS}{GUARD_SCHEMA}\
 INSERT INTO temp.wavectl_assert (not_recorded) SELECT {id} WHERE NOT EXISTS (SELECT 1 FROM wavectl_migrations WHERE id = {id});
-UPDATE wavectl_migrations SET checksum = {}, accepted_at = {NOW} WHERE id = {id};
+UPDATE wavectl_migrations SET checksum = {}, down_checksum = {}, down_sql = {}, accepted_at = {NOW} WHERE id = {id};
 {COMMIT}{DONE}",
-        sql_quote(new_checksum)
+        sql_quote(&m.checksum),
+        sql_quote(&m.down_checksum),
+        sql_quote(&normalise(&m.down_sql))
     );
     s.push_str(&run_sql(&body, "wv_fail"));
     let _ = writeln!(
         s,
         "echo {}",
-        sh_quote(&format!("accepted {id} {new_checksum}"))
+        sh_quote(&format!("accepted {id} {}", m.checksum))
     );
     s
 }
@@ -1192,7 +1197,8 @@ BEGIN IMMEDIATE;
             ASSERTS,
             GUARD_SCHEMA,
             r#"INSERT INTO temp.wavectl_assert (not_recorded) SELECT 4 WHERE NOT EXISTS (SELECT 1 FROM wavectl_migrations WHERE id = 4);
-UPDATE wavectl_migrations SET checksum = 'c5', accepted_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = 4;
+UPDATE wavectl_migrations SET checksum = 'c5', down_checksum = 'd4', down_sql = 'ALTER TABLE t DROP COLUMN note;
+', accepted_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE id = 4;
 COMMIT;
 .output
 .print wavectl-committed
@@ -1201,7 +1207,11 @@ echo 'accepted 4 c5'
 "#,
         ]
         .concat();
-        assert_eq!(accept_script(DB, 4, "c5"), expected);
+        let edited = MigrationSpec {
+            checksum: "c5".into(),
+            ..add_note()
+        };
+        assert_eq!(accept_script(DB, &edited), expected);
         let expected = [
             r#"set -eu
 DB='/srv/db/app.db'
@@ -1311,6 +1321,7 @@ DB='/srv/db/app.db'
                     applied_at: "2026-11-01T00:00:00Z".into(),
                     generation: 0,
                     irreversible: false,
+                    down_checksum: "ddd".into(),
                 },
                 AppliedMigration {
                     id: 4,
@@ -1319,6 +1330,7 @@ DB='/srv/db/app.db'
                     applied_at: "2026-11-20T12:00:00Z".into(),
                     generation: 7,
                     irreversible: true,
+                    down_checksum: "eee".into(),
                 },
             ]
         );

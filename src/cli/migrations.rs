@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, cmd: &Migrations) -> anyhow::Result<Exit> {
                     .iter()
                     .find(|m| m.id == *id)
                     .with_context(|| format!("the plan has no migration {id:04} in {db}"))?;
-                Ok(sqlite::accept_script(path, *id, &m.checksum))
+                Ok(sqlite::accept_script(path, m))
             })
         }
         Migrations::Resolve { plan, db } => decide(ctx, plan, db, "resolve", |path, _| {

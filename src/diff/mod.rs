@@ -265,6 +265,17 @@ fn diff_host(
                     ));
             }
         }
+        for a in applied {
+            if let Some(m) = db.migrations.iter().find(|m| m.id == a.id)
+                && !a.down_checksum.is_empty()
+                && m.down_checksum != a.down_checksum
+            {
+                problems.push(format!(
+                    "database {}: the down file {:04}_{}.down.sql has changed since the migration ran, but a revert runs the down SQL recorded then; restore the file, or record the reviewed edit with `wavectl migrations accept PLAN --db {} {}`",
+                    db.name, m.id, m.name, db.name, m.id
+                ));
+            }
+        }
         for a in applied
             .iter()
             .filter(|a| a.irreversible && !db.migrations.iter().any(|m| m.id == a.id))

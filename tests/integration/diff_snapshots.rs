@@ -178,6 +178,7 @@ fn diff_removes_what_left_the_plan_in_undo_order() {
             applied_at: "2026-11-01T00:00:00Z".into(),
             generation: 2,
             irreversible: false,
+            down_checksum: "dd".repeat(32),
         });
     let (changes, human, json) = render(&loaded, &observed);
     assert_eq!(changes.changes().filter(|c| c.is_destructive()).count(), 4);

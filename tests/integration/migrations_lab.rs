@@ -775,3 +775,35 @@ fn fifty_migrations_apply_and_revert_and_report_their_durations() {
         "50 migrations through wavectl on the lab: apply {forward:?}, revert {revert:?} (an apply with nothing to do: {floor:?})"
     );
 }
+
+#[test]
+fn an_edited_down_file_is_named_and_accepting_it_records_the_down_sql_a_revert_runs() {
+    let lab = Lab::up(68, 2);
+    let db = db(&lab);
+    let repo = three(Repo::with_plan(&plan("")))
+        .commit("three")
+        .with_inventory(lab.inventory());
+    apply(&repo);
+    // A reviewed fix of 0003's down SQL: it now leaves a marker table behind.
+    let fixed = "DROP TABLE tags;\nCREATE TABLE tags_removed (at TEXT);\n";
+    let repo = migration(repo, "0003_tags", TAGS_UP, fixed).commit("fix 0003 down");
+    let d = diff(&repo);
+    assert_eq!(d.code, 1, "{}", show(&d));
+    assert!(
+        d.stdout
+            .contains("the down file 0003_tags.down.sql has changed since the migration ran"),
+        "{}",
+        show(&d)
+    );
+    let accept = repo.run(&["migrations", "accept", "plans/p.toml", "--db", "app", "3"]);
+    assert_eq!(accept.code, 0, "{}", show(&accept));
+    assert_eq!(diff(&repo).code, 0);
+    // Reverting 0003 through a plan without it runs the accepted down SQL.
+    let repo = remove_migration(repo, "0003_tags").commit("drop 0003");
+    apply(&repo);
+    assert_eq!(tracked(&db), vec![1, 2]);
+    assert!(
+        sqlite(&db, ".tables\n").contains("tags_removed"),
+        "the revert ran the accepted down SQL"
+    );
+}

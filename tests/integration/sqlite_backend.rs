@@ -585,11 +585,24 @@ fn accept_resolve_and_baseline_work() {
     let edited = checksum(
         "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE); -- reviewed\n",
     );
-    let out = lab.run(&accept_script(lab.db(), 1, &edited));
+    let out = lab.run(&accept_script(
+        lab.db(),
+        &MigrationSpec {
+            checksum: edited.clone(),
+            ..ms[0].clone()
+        },
+    ));
     assert!(out.ok, "{}", out.stderr);
     assert_eq!(out.stdout, format!("accepted 1 {edited}\n"));
     assert_eq!(lab.list().unwrap().applied[0].checksum, edited);
-    let out = lab.run(&accept_script(lab.db(), 5, &edited));
+    let out = lab.run(&accept_script(
+        lab.db(),
+        &MigrationSpec {
+            id: 5,
+            checksum: edited.clone(),
+            ..ms[0].clone()
+        },
+    ));
     assert_eq!(
         parse_failure(&out.stderr, "0005_x.up.sql"),
         "0005_x.up.sql: not recorded as applied in the database; nothing was changed"
