@@ -55,6 +55,27 @@ impl Context {
             .with_context(|| format!("cannot read git state of {}", repo.root().display()))
     }
 
+    /// The inventory alone (`-i`, else `inventories/lab.toml` here, else the built-in lab).
+    pub fn inventory(&self) -> anyhow::Result<crate::inventory::Inventory> {
+        let named = match &self.inventory {
+            Some(p) => read_named(p)?,
+            None => match read_named(Path::new(load::LAB_INVENTORY)) {
+                Ok(n) => n,
+                Err(_) => NamedText {
+                    name: "<built-in>/inventories/lab.toml".into(),
+                    text: crate::inventory::EMBEDDED_LAB.into(),
+                },
+            },
+        };
+        let (inv, diags) = crate::inventory::parse_inventory(&named.name, &named.text);
+        if !diags.is_empty() {
+            let mut sources = load::Sources::default();
+            sources.add(&named.name, &named.text);
+            return Err(load::Invalid::new(diags, sources).into());
+        }
+        Ok(inv)
+    }
+
     /// Reads, validates and expands the plan from the work tree.
     pub fn load(&self, plan: &Path) -> anyhow::Result<Loaded> {
         self.load_with_homes(plan, &std::collections::BTreeMap::new())

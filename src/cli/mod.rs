@@ -8,6 +8,7 @@ mod migrations;
 mod progress;
 mod render;
 mod status;
+mod unlock;
 mod validate;
 
 use std::io::Write;
@@ -90,6 +91,13 @@ pub enum Command {
     },
     /// Per host: reachable, generation, drift, and each process's state, uptime and restarts.
     Status { plan: PathBuf },
+    /// Break a stale lock (its apply died), after showing whose it was.
+    Unlock {
+        host: String,
+        /// Do not ask (required when not on a terminal).
+        #[arg(long, short)]
+        yes: bool,
+    },
     /// Schema migrations: status, and the operator's decisions (accept, resolve, baseline).
     #[command(subcommand)]
     Migrations(migrations::Migrations),
@@ -117,6 +125,7 @@ pub fn main() -> ExitCode {
         ),
         Command::Status { plan } => status::run(&ctx, plan),
         Command::Migrations(m) => migrations::run(&ctx, m),
+        Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),
     };
     match result {
         Ok(exit) => exit.into(),

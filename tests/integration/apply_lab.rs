@@ -555,3 +555,40 @@ fn a_root_under_the_home_directory_is_resolved_on_the_host() {
     assert!(pid_of(&repo, "pc2", "agent-ResourceManager").is_some());
     assert_eq!(repo.run(&["diff", "plans/p.toml"]).code, 0);
 }
+
+#[test]
+fn a_stale_lock_refuses_apply_until_unlock_shows_and_breaks_it() {
+    let lab = Lab::up(49, 2);
+    let repo = repo(&lab, &plan("5s", true));
+    // An apply that died on another machine left its lock on pc2.
+    let stale = r#"{"operator":"ghost@gone","machine":"gone","pid":99999,"started_at":"2026-11-23T03:00:00Z","commit":null,"token":"dead"}"#;
+    std::fs::create_dir_all(lab.root("pc2")).expect("root");
+    std::fs::write(lab.root("pc2").join("lock"), stale).expect("lock");
+    let refused = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(refused.stderr.contains("host pc2 is locked by another apply: ghost@gone (pid 99999 on gone) since 2026-11-23T03:00:00Z"), "{}", refused.stderr);
+    assert!(
+        !lab.root("mainpc").join("lock").exists(),
+        "the refused apply released the lock it took on mainpc"
+    );
+    let unasked = repo.run(&["unlock", "pc2"]);
+    assert_eq!(unasked.code, 1, "not on a terminal, unlock needs --yes");
+    assert!(lab.root("pc2").join("lock").exists());
+    let unlock = repo.run(&["unlock", "pc2", "--yes"]);
+    assert_eq!(unlock.code, 0, "{}", unlock.stderr);
+    assert!(
+        unlock.stdout.starts_with(
+            "pc2: locked by ghost@gone (pid 99999 on gone) since 2026-11-23T03:00:00Z\n"
+        ),
+        "{}",
+        unlock.stdout
+    );
+    assert!(!lab.root("pc2").join("lock").exists());
+    assert!(
+        std::fs::read_to_string(lab.root("pc2").join("journal.jsonl"))
+            .expect("journal")
+            .contains("unlock (was: ghost@gone")
+    );
+    apply(&repo);
+    assert_eq!(repo.run(&["unlock", "pc2"]).stdout, "pc2: not locked\n");
+}
