@@ -4,6 +4,7 @@
 mod apply;
 mod context;
 mod diff;
+mod history;
 mod migrations;
 mod progress;
 mod render;
@@ -91,6 +92,8 @@ pub enum Command {
     },
     /// Per host: reachable, generation, drift, and each process's state, uptime and restarts.
     Status { plan: PathBuf },
+    /// The generations each host recorded: number, commit, who, when.
+    History,
     /// Break a stale lock (its apply died), after showing whose it was.
     Unlock {
         host: String,
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Status { plan } => status::run(&ctx, plan),
         Command::Migrations(m) => migrations::run(&ctx, m),
         Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),
+        Command::History => history::run(&ctx),
     };
     match result {
         Ok(exit) => exit.into(),

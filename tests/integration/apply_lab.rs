@@ -592,3 +592,38 @@ fn a_stale_lock_refuses_apply_until_unlock_shows_and_breaks_it() {
     apply(&repo);
     assert_eq!(repo.run(&["unlock", "pc2"]).stdout, "pc2: not locked\n");
 }
+
+#[test]
+fn history_lists_each_hosts_generations_with_commit_and_operator() {
+    let lab = Lab::up(40, 2);
+    let repo = repo(&lab, &plan("5s", true));
+    apply(&repo);
+    let repo = repo
+        .file("plans/p.toml", &plan("7s", true))
+        .commit("second");
+    apply(&repo);
+    let history = repo.run(&["history", "-o", "json"]);
+    assert_eq!(history.code, 0, "{}", history.stderr);
+    let doc = json(&history);
+    let gens = |host: &str| -> Vec<u64> {
+        doc["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .find(|h| h["host"] == host)
+            .expect("host")["generations"]
+            .as_array()
+            .expect("generations")
+            .iter()
+            .map(|g| g["generation"].as_u64().expect("number"))
+            .collect()
+    };
+    assert_eq!(gens("pc2"), vec![1, 2], "pc2 changed twice");
+    assert_eq!(
+        gens("mainpc"),
+        vec![1],
+        "the second plan changed nothing on mainpc"
+    );
+    let human = repo.run(&["history"]).stdout;
+    assert!(human.contains("root@"), "the operator is named: {human}");
+}
