@@ -47,14 +47,14 @@ pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
 pub fn script(root: &str, desired: &HostDesired) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "R={}", sh_quote(root));
-    s.push_str(concat!("printf 'home %s\\n' \"$HOME\"\n", "for b in",));
+    s.push_str("for b in");
     for p in needed_programs(desired) {
         let _ = write!(s, " {}", sh_quote(&p));
     }
     s.push_str(concat!(
         "; do if command -v \"$b\" >/dev/null 2>&1; then echo \"bin ok $b\"; else echo \"bin missing $b\"; fi; done\n",
-        "cd \"$R\" 2>/dev/null || { echo 'root missing'; exit 0; }\n",
-        "echo 'root ok'\n",
+        // A host never set up has no root: nothing more to report.
+        "cd \"$R\" 2>/dev/null || exit 0\n",
         "[ -f state.json ] && printf 'state %s\\n' \"$(base64 -w0 state.json)\"\n",
         "[ -f lock ] && printf 'lock %s\\n' \"$(base64 -w0 lock)\"\n",
         "if [ -d files ]; then\n",
@@ -100,7 +100,7 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
     }
     let _ = writeln!(
         s,
-        "if [ -f {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then\n  echo 'supervisord running'\n  supervisorctl -c {conf} status | sed 's/^/proc /'\n  [ -f logs/supervisord.log ] && grep -o \"spawned: '[^']*'\" logs/supervisord.log | sort | uniq -c | sed 's/^/spawned /'\nelse\n  echo 'supervisord stopped'\nfi\nexit 0",
+        "if [ -f {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then\n  supervisorctl -c {conf} status | sed 's/^/proc /'\n  [ -f logs/supervisord.log ] && grep -o \"spawned: '[^']*'\" logs/supervisord.log | sort | uniq -c | sed 's/^/spawned /'\nfi\nexit 0",
         pid = supervisord::PIDFILE,
         conf = supervisord::CONF,
     );
@@ -119,12 +119,9 @@ pub fn absolute(root: &str, path: &str) -> String {
 /// What one host reported.
 #[derive(Debug, Clone, Default)]
 pub struct Observation {
-    pub home: String,
-    pub root_exists: bool,
     pub missing_programs: Vec<String>,
     pub state: Option<HostState>,
     pub lock: Option<Lock>,
-    pub supervisord_running: bool,
     pub observed: HostObserved,
     /// Databases that block an apply (dirty, not a database, locked), one message each.
     pub database_problems: Vec<String>,
@@ -157,8 +154,6 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
     for line in stdout.lines() {
         let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
         match tag {
-            "home" => o.home = rest.to_string(),
-            "root" => o.root_exists = rest == "ok",
             "bin" => {
                 if let Some(p) = rest.strip_prefix("missing ") {
                     o.missing_programs.push(p.to_string());
@@ -226,7 +221,6 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                     o.nats_streams.insert(server.to_string(), streams);
                 }
             }
-            "supervisord" => o.supervisord_running = rest == "running",
             "proc" => status.extend(parse_status_line(rest)),
             "spawned" => {
                 // `   3 spawned: 'name'`
@@ -306,7 +300,7 @@ mod tests {
     fn a_report_parses_into_files_processes_state_and_missing_programs() {
         let state = B64.encode(r#"{"schema":1,"generation":4,"commit":"abc","plan":"p","applied_at":"t","operator":"op","files":{},"processes":{"edge":"h1"}}"#);
         let report = format!(
-            "home /home/wv\nbin ok supervisord\nbin missing nats-server\nroot ok\nstate {state}\nmode 644 files/a.yml\nmode 600 files/env/x.env\nsha {a}  files/a.yml\nsha {b}  files/env/x.env\ncontent files/a.yml {content}\nsupervisord running\nproc edge RUNNING   pid 42, uptime 0:01:00\nproc oracle FATAL Exited too quickly\nspawned       3 spawned: 'edge'\n",
+            "bin ok supervisord\nbin missing nats-server\nstate {state}\nmode 644 files/a.yml\nmode 600 files/env/x.env\nsha {a}  files/a.yml\nsha {b}  files/env/x.env\ncontent files/a.yml {content}\nproc edge RUNNING   pid 42, uptime 0:01:00\nproc oracle FATAL Exited too quickly\nspawned       3 spawned: 'edge'\n",
             a = "a".repeat(64),
             b = "b".repeat(64),
             content = B64.encode("x: 1\n"),
@@ -337,7 +331,7 @@ mod tests {
     fn stream_configs_come_from_the_monitoring_endpoint() {
         // As nats-server 2.9.10 answers (one stream, config fields as it prints them).
         let jsz = r#"{"account_details":[{"stream_detail":[{"name":"S","config":{"name":"S","subjects":["a.b"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":86400000000000,"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000,"sources":[{"name":"T","external":{"api":"$JS.pc2.API","deliver":""}}],"allow_direct":false,"mirror_direct":false,"sealed":false,"deny_delete":false,"deny_purge":false,"allow_rollup_hdrs":false}}]}]}"#;
-        let o = parse("/r", &format!("root ok\njsz nats-a {jsz}\njsz nats-b \n")).unwrap();
+        let o = parse("/r", &format!("jsz nats-a {jsz}\njsz nats-b \n")).unwrap();
         let s = &o.nats_streams["nats-a"][0];
         assert_eq!(
             (
@@ -356,7 +350,7 @@ mod tests {
     #[test]
     fn a_newer_state_schema_is_an_error_not_a_reset() {
         let state = B64.encode(r#"{"schema":99}"#);
-        let err = parse("/r", &format!("root ok\nstate {state}\n")).unwrap_err();
+        let err = parse("/r", &format!("state {state}\n")).unwrap_err();
         assert_eq!(
             err,
             ObserveError::NewerState {
@@ -364,7 +358,7 @@ mod tests {
                 found: 99
             }
         );
-        let err = parse("/r", "root ok\nstate !!!\n").unwrap_err();
+        let err = parse("/r", "state !!!\n").unwrap_err();
         assert!(matches!(err, ObserveError::BadState { .. }));
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::json;
 use tera::Context;
 
@@ -1084,9 +1083,4 @@ impl<'a> Expander<'a> {
             })
             .collect()
     }
-}
-
-/// Renders primitives as a JSON value (used by `render --output json`).
-pub fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
