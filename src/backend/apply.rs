@@ -90,6 +90,18 @@ pub fn lock_script(root: &str, lock: &Lock) -> String {
     )
 }
 
+/// `script` run in the host's root and, when it succeeds, `entry` appended to the host's
+/// journal: for the steps decided on the operator's side (migration decisions, reverts,
+/// unlock).
+pub fn journaled(root: &str, script: &str, entry: &serde_json::Value) -> String {
+    format!(
+        "cd {} || exit 1\n( {} ) || exit 1\nprintf '%s\\n' {} >> journal.jsonl\n",
+        sh_quote(root),
+        script.trim_end(),
+        sh_quote(&entry.to_string())
+    )
+}
+
 /// Removes the lock if it is still the one with `token`.
 pub fn unlock_script(root: &str, token: &str) -> String {
     format!(
@@ -376,6 +388,15 @@ pub fn rollback_script(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journaled_step_runs_in_the_root_and_is_recorded_only_when_it_succeeds() {
+        let entry = serde_json::json!({ "step": "unlock" });
+        assert_eq!(
+            journaled("/r", "rm -f lock", &entry),
+            "cd '/r' || exit 1\n( rm -f lock ) || exit 1\nprintf '%s\\n' '{\"step\":\"unlock\"}' >> journal.jsonl\n"
+        );
+    }
 
     #[test]
     fn lock_script_creates_the_lock_exclusively() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use crate::backend::{observe::absolute, sh_quote, sqlite};
+use crate::backend::{observe::absolute, sqlite};
 use crate::cli::{Context, Output};
 use crate::exit::Exit;
 use crate::primitive::DatabaseSpec;
@@ -150,13 +150,8 @@ fn decide(
         .with_context(|| format!("host {host} is not in the inventory"))?;
     let path = absolute(&inv.root, &spec.path);
     let body = script(&path, &spec)?;
-    let journal = json!({ "ts": crate::run::now_rfc3339(), "operator": crate::run::operator(), "step": format!("migrations {what} {db}"), "result": "ok" }).to_string();
-    let full = format!(
-        "( {} ) || exit 1\ncd {} && printf '%s\\n' {} >> journal.jsonl\n",
-        body.trim_end(),
-        sh_quote(&inv.root),
-        sh_quote(&journal)
-    );
+    let entry = crate::run::journal_entry(format!("migrations {what} {db}"));
+    let full = crate::backend::apply::journaled(&inv.root, &body, &entry);
     ctx.runtime()?.block_on(async {
         let conn = crate::transport::connect(&loaded.inventory, inv).await?;
         let out = conn.run(&full).await?;

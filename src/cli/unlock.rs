@@ -49,15 +49,12 @@ pub fn run(ctx: &Context, host: &str, yes: bool) -> anyhow::Result<Exit> {
         } else if !yes {
             bail!("not a terminal: pass --yes to break the lock of {owner}");
         }
-        let journal = serde_json::json!({
-            "ts": crate::run::now_rfc3339(), "operator": crate::run::operator(),
-            "step": format!("unlock (was: {owner})"), "result": "ok",
-        })
-        .to_string();
+        let entry = crate::run::journal_entry(format!("unlock (was: {owner})"));
         let out = conn
-            .run(&format!(
-                "cd {root} && rm -f lock && printf '%s\\n' {} >> journal.jsonl",
-                sh_quote(&journal)
+            .run(&crate::backend::apply::journaled(
+                &h.root,
+                "rm -f lock",
+                &entry,
             ))
             .await?;
         conn.close().await;

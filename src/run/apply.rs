@@ -447,17 +447,11 @@ async fn revert_migrations(h: &HostRun<'_>, wave: &str) -> Result<Vec<String>, S
         };
         let file = sqlite::down_file_name(id, &m.name);
         let path = crate::backend::observe::absolute(h.root, &spec.path);
-        let journal = serde_json::json!({
-            "ts": super::now_rfc3339(), "generation": h.generation, "wave": format!("rollback {wave}"),
-            "step": format!("{REVERT_PREFIX}{db} {file}"), "result": "ok",
-        })
-        .to_string();
-        let script = format!(
-            "( {} ) || exit 1\ncd {} && printf '%s\\n' {} >> journal.jsonl\n",
-            sqlite::revert_script(&path, id).trim_end(),
-            crate::backend::sh_quote(h.root),
-            crate::backend::sh_quote(&journal)
-        );
+        let mut entry = super::journal_entry(format!("{REVERT_PREFIX}{db} {file}"));
+        entry["generation"] = h.generation.into();
+        entry["wave"] = format!("rollback {wave}").into();
+        let script =
+            crate::backend::apply::journaled(h.root, &sqlite::revert_script(&path, id), &entry);
         let out = h
             .conn
             .run(&script)

@@ -40,6 +40,11 @@ pub fn machine() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// A journal entry for a step decided on the operator's side: when, who, what.
+pub fn journal_entry(step: String) -> serde_json::Value {
+    serde_json::json!({ "ts": now_rfc3339(), "operator": operator(), "step": step, "result": "ok" })
+}
+
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
