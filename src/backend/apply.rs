@@ -57,6 +57,11 @@ wv_supervisord() {
     sleep 0.1
   done
 }
+wv_update() {
+  wv_supervisord
+  supervisorctl -c CONF reread >/dev/null
+  supervisorctl -c CONF update
+}
 wv_wait_running() {
   end=$(( $(date +%s) + 30 ))
   while :; do
@@ -109,6 +114,22 @@ pub fn unlock_script(root: &str, token: &str) -> String {
         sh_quote(root),
         sh_quote(&format!("\"token\":\"{token}\""))
     )
+}
+
+/// Whether `changes` write or delete the supervisor program file of `name`: then supervisord's
+/// `update` restarts (or removes) the program by itself.
+fn program_file_changes(changes: &[Change], name: &str) -> bool {
+    let conf = format!("files/supervisor/programs/{name}.conf");
+    changes
+        .iter()
+        .any(|c| matches!(c, Change::File { path, .. } if *path == conf))
+}
+
+/// Whether `changes` touch supervisord's config or program files.
+fn supervisor_files_change(changes: &[Change]) -> bool {
+    changes
+        .iter()
+        .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")))
 }
 
 /// One numbered step of a script: its description (for progress) and its shell text.
@@ -231,15 +252,7 @@ pub fn wave_script(
             }
         }
     }
-    let program_changed = |name: &str| {
-        let conf = format!("files/supervisor/programs/{name}.conf");
-        changes
-            .iter()
-            .any(|c| matches!(c, Change::File { path, .. } if *path == conf))
-    };
-    let supervisor_files_changed = changes
-        .iter()
-        .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")));
+    let program_changed = |name: &str| program_file_changes(changes, name);
     let processes: Vec<(&String, &ProcessAction)> = changes
         .iter()
         .filter_map(|c| match c {
@@ -247,10 +260,10 @@ pub fn wave_script(
             _ => None,
         })
         .collect();
-    if supervisor_files_changed {
+    if supervisor_files_change(changes) {
         // `update` adds new programs, restarts those whose program file changed and stops and
         // removes those whose file is gone.
-        s.step("supervisord update", &format!("wv_supervisord\nsupervisorctl -c {CONF} reread >/dev/null\nsupervisorctl -c {CONF} update\n"));
+        s.step("supervisord update", "wv_update\n");
     }
     let mut wait = Vec::new();
     for (name, action) in processes {
@@ -337,22 +350,13 @@ pub fn rollback_script(
             ),
         );
     }
-    let program_changed = |name: &str| {
-        let conf = format!("files/supervisor/programs/{name}.conf");
-        changes
-            .iter()
-            .any(|c| matches!(c, Change::File { path, .. } if *path == conf))
-    };
-    if changes
-        .iter()
-        .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")))
-    {
+    if supervisor_files_change(changes) {
         // When this wave created supervisord's own config, no program ran before it: stop
         // supervisord (and with it its programs) instead of reloading a config that is gone.
         s.step(
             "supervisord update",
             &format!(
-                "if [ -f {CONF} ]; then\n  wv_supervisord\n  supervisorctl -c {CONF} reread >/dev/null\n  supervisorctl -c {CONF} update\nelif [ -f {PIDFILE} ] && kill -0 \"$(cat {PIDFILE})\" 2>/dev/null; then\n  p=$(cat {PIDFILE})\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n"
+                "if [ -f {CONF} ]; then\n  wv_update\nelif [ -f {PIDFILE} ] && kill -0 \"$(cat {PIDFILE})\" 2>/dev/null; then\n  p=$(cat {PIDFILE})\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n"
             ),
         );
     }
@@ -360,7 +364,7 @@ pub fn rollback_script(
         let Change::Process { name, action, .. } = c else {
             continue;
         };
-        if program_changed(name) {
+        if program_file_changes(changes, name) {
             continue;
         }
         let n = sh_quote(name);
