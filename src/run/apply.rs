@@ -471,6 +471,8 @@ async fn revert_migrations(h: &HostRun<'_>, wave: &str) -> Result<Vec<String>, S
 
 /// Deletes the streams the wave created and puts updated ones back to their old config.
 async fn undo_streams(loaded: &Loaded, h: &HostRun<'_>, changes: &[Change]) -> Result<(), String> {
+    use crate::diff::StreamAction;
+    let mut inverse = Vec::new();
     for c in changes {
         let Change::Stream {
             server,
@@ -481,33 +483,32 @@ async fn undo_streams(loaded: &Loaded, h: &HostRun<'_>, changes: &[Change]) -> R
         else {
             continue;
         };
-        let js = crate::run::streams::jetstream(
-            h.conn,
-            loaded,
-            server,
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
         let undo = match action {
-            crate::diff::StreamAction::Create => js
-                .delete_stream(name)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            crate::diff::StreamAction::Update => match h.streams_before.get(name) {
-                Some(old) => js
-                    .update_stream(crate::backend::nats::to_api(&old.config))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                None => Ok(()),
-            },
-            crate::diff::StreamAction::Delete => Err("a deleted stream cannot be restored".into()),
+            StreamAction::Create => StreamAction::Delete,
+            StreamAction::Update => StreamAction::Update,
+            StreamAction::Delete => {
+                return Err(format!(
+                    "{}: stream {name} on {server}: a deleted stream cannot be restored",
+                    h.name
+                ));
+            }
         };
-        undo.map_err(|e| format!("{}: stream {name} on {server}: {e}", h.name))?;
+        inverse.push(Change::Stream {
+            server: server.clone(),
+            name: name.clone(),
+            action: undo,
+            fields: Vec::new(),
+        });
     }
-    Ok(())
+    let before: Vec<crate::primitive::StreamConfig> = h
+        .streams_before
+        .values()
+        .map(|s| s.config.clone())
+        .collect();
+    crate::run::streams::apply(h.conn, loaded, &inverse, &before)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 async fn run_wave(
@@ -563,17 +564,21 @@ async fn run_wave(
                 })
                 .await?;
             if out.success() {
-                let streams =
-                    crate::run::streams::apply(h.conn, loaded, changes, &h.desired.streams)
-                        .await
-                        .map_err(|e| ApplyError::Step {
-                            host: h.name.into(),
-                            wave: wave.into(),
-                            step: "streams".into(),
-                            message: e.to_string(),
-                            root: h.root.into(),
-                            generation: h.generation,
-                        })?;
+                let streams = crate::run::streams::apply(
+                    h.conn,
+                    loaded,
+                    changes,
+                    &planned_streams(h.desired),
+                )
+                .await
+                .map_err(|e| ApplyError::Step {
+                    host: h.name.into(),
+                    wave: wave.into(),
+                    step: "streams".into(),
+                    message: e.to_string(),
+                    root: h.root.into(),
+                    generation: h.generation,
+                })?;
                 for (i, what) in streams.into_iter().enumerate() {
                     sink.event(Event::Step {
                         host: h.name.into(),
@@ -692,6 +697,10 @@ async fn finish_all(
 fn migration_of(step: &str, prefix: &str) -> Option<(String, u32)> {
     let (db, file) = step.strip_prefix(prefix)?.split_once(' ')?;
     Some((db.to_string(), file.get(..4)?.parse().ok()?))
+}
+
+fn planned_streams(desired: &HostDesired) -> Vec<crate::primitive::StreamConfig> {
+    desired.streams.iter().map(|s| s.config.clone()).collect()
 }
 
 /// A token unique to this apply: only it may remove the locks it took.

@@ -102,12 +102,13 @@ pub async fn jetstream(
     }
 }
 
-/// Creates, updates or deletes the streams of `changes`; `desired` gives the planned configs.
+/// Creates, updates or deletes the streams of `changes`; `configs` holds what a created or
+/// updated stream becomes (the plan's, or the old ones when a wave is undone).
 pub async fn apply(
     conn: &Connection,
     loaded: &Loaded,
     changes: &[Change],
-    desired: &[crate::primitive::StreamSpec],
+    configs: &[StreamConfig],
 ) -> Result<Vec<String>, StreamError> {
     let mut done = Vec::new();
     for c in changes {
@@ -128,11 +129,11 @@ pub async fn apply(
             reason,
         };
         let config = || {
-            desired
+            configs
                 .iter()
-                .find(|s| &s.config.name == name)
-                .map(|s| to_api(&s.config))
-                .ok_or_else(|| api("not in the plan".into()))
+                .find(|c| &c.name == name)
+                .map(to_api)
+                .ok_or_else(|| api("no config to give it".into()))
         };
         match action {
             // A stream the host had before wavectl managed it is taken over, not refused.
