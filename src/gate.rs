@@ -25,9 +25,9 @@ impl Verdict {
     }
 }
 
-/// The host-side script of a probe; `None` for probes wavectl runs itself (`nats_stream`).
-pub fn script(probe: &Probe, root: &str) -> Option<String> {
-    Some(match probe {
+/// The host-side script of a probe.
+pub fn script(probe: &Probe, root: &str) -> String {
+    match probe {
         Probe::Http { url, .. } => format!(
             "b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{{http_code}}' --max-time 5 {url} || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n",
             url = sh_quote(url)
@@ -54,8 +54,11 @@ pub fn script(probe: &Probe, root: &str) -> Option<String> {
                 argv.join(" ")
             )
         }
-        Probe::NatsStream { .. } => return None,
-    })
+        Probe::NatsStream { monitor, .. } => format!(
+            "curl -s --max-time 5 {} || true\n",
+            sh_quote(&format!("{monitor}{}", crate::backend::nats::JSZ_STREAMS))
+        ),
+    }
 }
 
 /// Judges what a probe's script printed.
@@ -118,12 +121,17 @@ pub fn judge(probe: &Probe, stdout: &str) -> Verdict {
             "exit 0" => Verdict::Pass("exit 0".into()),
             other => Verdict::Fail(format!("`{}` ended with {other}", run.join(" "))),
         },
-        Probe::NatsStream { .. } => Verdict::Fail("judged with `judge_stream`".into()),
+        Probe::NatsStream { server, stream, .. } => {
+            match crate::backend::nats::streams_of_jsz(stdout) {
+                None => Verdict::Fail(format!("nats server {server} does not answer")),
+                Some(list) => judge_stream(stream, list.iter().find(|s| s.name == stream.name)),
+            }
+        }
     }
 }
 
 /// A `nats_stream` probe: the stream exists with exactly the planned config.
-pub fn judge_stream(want: &StreamConfig, have: Option<&StreamConfig>) -> Verdict {
+fn judge_stream(want: &StreamConfig, have: Option<&StreamConfig>) -> Verdict {
     match have {
         None => Verdict::Fail(format!("stream {} does not exist", want.name)),
         Some(h) if h == want => Verdict::Pass("exists as planned".into()),
@@ -195,8 +203,51 @@ mod tests {
         );
         assert_eq!(judge(&p, "status 000\n"), Verdict::Fail("no answer".into()));
         assert_eq!(
-            script(&p, "/r").unwrap(),
+            script(&p, "/r"),
             "b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{http_code}' --max-time 5 'http://x/-/ready' || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n"
+        );
+    }
+
+    #[test]
+    fn nats_stream_is_judged_from_the_servers_stream_list() {
+        let want = StreamConfig {
+            name: "S".into(),
+            subjects: vec!["a.b".into()],
+            storage: crate::plan::schema::Storage::File,
+            retention: crate::plan::schema::Retention::Limits,
+            max_age_ms: 86_400_000,
+            max_bytes: -1,
+            max_msgs: -1,
+            replicas: 1,
+            duplicate_window_ms: 120_000,
+            sources: vec![],
+        };
+        let p = Probe::NatsStream {
+            host: "h".into(),
+            server: "n".into(),
+            monitor: "http://x:8222".into(),
+            stream: want,
+        };
+        let jsz = |max_age: u64| {
+            format!(
+                r#"{{"account_details":[{{"stream_detail":[{{"config":{{"name":"S","subjects":["a.b"],"retention":"limits","max_consumers":-1,"max_msgs":-1,"max_bytes":-1,"max_age":{max_age},"max_msgs_per_subject":-1,"max_msg_size":-1,"discard":"old","storage":"file","num_replicas":1,"duplicate_window":120000000000}}}}]}}]}}"#
+            )
+        };
+        assert_eq!(
+            judge(&p, &jsz(86_400_000_000_000)),
+            Verdict::Pass("exists as planned".into())
+        );
+        assert_eq!(
+            judge(&p, &jsz(3_600_000_000_000)),
+            Verdict::Fail("stream S differs from the plan in max_age".into())
+        );
+        assert_eq!(
+            judge(&p, r#"{"account_details":[]}"#),
+            Verdict::Fail("stream S does not exist".into())
+        );
+        assert_eq!(
+            judge(&p, ""),
+            Verdict::Fail("nats server n does not answer".into())
         );
     }
 

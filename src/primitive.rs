@@ -190,6 +190,8 @@ pub enum Probe {
     NatsStream {
         host: String,
         server: String,
+        /// The server's monitoring URL (its `/jsz` lists streams with their configs).
+        monitor: String,
         stream: StreamConfig,
     },
     PromQuery {

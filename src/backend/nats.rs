@@ -75,6 +75,22 @@ pub fn from_api(c: &Config) -> StreamConfig {
     }
 }
 
+/// The stream configs in a `/jsz?streams=true&config=true` answer; `None` when it is none.
+pub fn streams_of_jsz(json: &str) -> Option<Vec<StreamConfig>> {
+    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut out = Vec::new();
+    for account in doc["account_details"].as_array().into_iter().flatten() {
+        for stream in account["stream_detail"].as_array().into_iter().flatten() {
+            let config: Config = serde_json::from_value(stream["config"].clone()).ok()?;
+            out.push(from_api(&config));
+        }
+    }
+    Some(out)
+}
+
+/// The `/jsz` query that lists every stream with its config.
+pub const JSZ_STREAMS: &str = "/jsz?streams=true&config=true";
+
 #[cfg(test)]
 mod tests {
     use super::*;

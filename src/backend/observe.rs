@@ -81,7 +81,7 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
     servers.sort();
     servers.dedup();
     for (server, monitor) in servers {
-        let url = format!("{monitor}/jsz?streams=true&config=true");
+        let url = format!("{monitor}{}", crate::backend::nats::JSZ_STREAMS);
         let _ = writeln!(
             s,
             "printf 'jsz %s ' {}; curl -s --max-time 3 {} | tr -d '\\n'; echo",
@@ -217,7 +217,7 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
             }
             "jsz" => {
                 let (server, json) = rest.split_once(' ').unwrap_or((rest, ""));
-                if let Some(streams) = streams_of_jsz(json) {
+                if let Some(streams) = crate::backend::nats::streams_of_jsz(json) {
                     o.nats_streams.insert(server.to_string(), streams);
                 }
             }
@@ -275,20 +275,6 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
         o.observed.processes.insert(l.name, p);
     }
     Ok(o)
-}
-
-/// The stream configs in a `/jsz?streams=true&config=true` answer; `None` when it is none.
-fn streams_of_jsz(json: &str) -> Option<Vec<StreamConfig>> {
-    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
-    let mut out = Vec::new();
-    for account in doc["account_details"].as_array().into_iter().flatten() {
-        for stream in account["stream_detail"].as_array().into_iter().flatten() {
-            let config: async_nats::jetstream::stream::Config =
-                serde_json::from_value(stream["config"].clone()).ok()?;
-            out.push(crate::backend::nats::from_api(&config));
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

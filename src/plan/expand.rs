@@ -1027,6 +1027,10 @@ impl<'a> Expander<'a> {
                 Probe::NatsStream {
                     host: node.host.get_ref().clone(),
                     server: node.name.get_ref().clone(),
+                    monitor: url(
+                        self.host(node.host.get_ref())?,
+                        *node.monitor_port.get_ref(),
+                    ),
                     stream: self.stream_config(s),
                 }
             }

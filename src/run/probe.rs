@@ -29,16 +29,8 @@ pub async fn once(
     let Some(conn) = connections.get(host) else {
         return Verdict::Fail(format!("host {host} is not connected"));
     };
-    if let Probe::NatsStream { server, stream, .. } = probe {
-        return match crate::run::streams::info(conn, loaded, server, &stream.name).await {
-            Ok(have) => gate::judge_stream(stream, have.as_ref()),
-            Err(e) => Verdict::Fail(e.to_string()),
-        };
-    }
     let root = loaded.inventory.host(host).map_or("", |h| h.root.as_str());
-    let Some(script) = gate::script(probe, root) else {
-        return Verdict::Fail("no script for this probe".into());
-    };
+    let script = gate::script(probe, root);
     match conn.run(&script).await {
         Ok(out) => gate::judge(probe, &out.stdout),
         Err(e) => Verdict::Fail(e.to_string()),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 
-use crate::backend::nats::{from_api, to_api};
+use crate::backend::nats::to_api;
 use crate::diff::{Change, StreamAction};
 use crate::load::Loaded;
 use crate::primitive::StreamConfig;
@@ -161,28 +161,4 @@ pub async fn apply(
         done.push(format!("{action:?} stream {name}").to_lowercase());
     }
     Ok(done)
-}
-
-/// A stream's config as the server reports it now (for the `nats_stream` probe).
-pub async fn info(
-    conn: &Connection,
-    loaded: &Loaded,
-    server: &str,
-    name: &str,
-) -> Result<Option<StreamConfig>, StreamError> {
-    let js = jetstream(conn, loaded, server, Duration::ZERO).await?;
-    match js.get_stream(name).await {
-        Ok(mut s) => Ok(Some(from_api(
-            &s.info()
-                .await
-                .map_err(|e| StreamError::Api {
-                    host: conn.host().into(),
-                    server: server.into(),
-                    stream: name.into(),
-                    reason: e.to_string(),
-                })?
-                .config,
-        ))),
-        Err(_) => Ok(None),
-    }
 }
