@@ -158,7 +158,12 @@ pub async fn apply(
                     .map_err(|e| api(e.to_string()))?;
             }
         }
-        done.push(format!("{action:?} stream {name}").to_lowercase());
+        let verb = match action {
+            StreamAction::Create => "create",
+            StreamAction::Update => "update",
+            StreamAction::Delete => "delete",
+        };
+        done.push(format!("{verb} stream {name}"));
     }
     Ok(done)
 }
