@@ -71,16 +71,8 @@ impl Sink for Bars {
             Event::Recorded { host, generation } => self
                 .bar(&host)
                 .finish_with_message(format!("generation {generation} recorded")),
-            Event::Gate {
-                wave,
-                check,
-                passed,
-                detail,
-            } => {
-                let mark = if passed { "pass" } else { "FAIL" };
-                let _ = self
-                    .multi
-                    .println(format!("gate {wave}: {mark} {check}: {detail}"));
+            gate @ Event::Gate { .. } => {
+                let _ = self.multi.println(gate.to_string());
             }
             Event::RolledBack { host, wave } => self
                 .bar(&host)
@@ -94,48 +86,7 @@ pub struct Lines;
 
 impl Sink for Lines {
     fn event(&self, e: Event) {
-        let line = match e {
-            Event::WaveStart {
-                host,
-                wave,
-                wave_index,
-                wave_count,
-                steps,
-            } => format!(
-                "{host}: wave {}/{wave_count} {wave}: {steps} steps",
-                wave_index + 1
-            ),
-            Event::Step {
-                host,
-                wave,
-                step,
-                steps,
-                what,
-            } => format!("{host}: {wave}: step {step}/{steps} {what}"),
-            Event::WaveDone { host, wave } => format!("{host}: {wave}: done"),
-            Event::Failed {
-                host,
-                wave,
-                step,
-                error,
-            } => format!("{host}: {wave}: FAILED at {step}: {error}"),
-            Event::Recorded { host, generation } => {
-                format!("{host}: generation {generation} recorded")
-            }
-            Event::Gate {
-                wave,
-                check,
-                passed,
-                detail,
-            } => {
-                format!(
-                    "gate {wave}: {} {check}: {detail}",
-                    if passed { "pass" } else { "FAIL" }
-                )
-            }
-            Event::RolledBack { host, wave } => format!("{host}: {wave}: rolled back"),
-        };
-        let _ = writeln!(std::io::stderr(), "{line}");
+        let _ = writeln!(std::io::stderr(), "{e}");
     }
 }
 

@@ -47,3 +47,54 @@ pub enum Event {
 pub trait Sink: Send + Sync {
     fn event(&self, e: Event);
 }
+
+/// The plain one-line form of an event (logs, pipes, and the gate lines above the bars).
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::WaveStart {
+                host,
+                wave,
+                wave_index,
+                wave_count,
+                steps,
+            } => {
+                write!(
+                    f,
+                    "{host}: wave {}/{wave_count} {wave}: {steps} steps",
+                    wave_index + 1
+                )
+            }
+            Event::Step {
+                host,
+                wave,
+                step,
+                steps,
+                what,
+            } => write!(f, "{host}: {wave}: step {step}/{steps} {what}"),
+            Event::WaveDone { host, wave } => write!(f, "{host}: {wave}: done"),
+            Event::Failed {
+                host,
+                wave,
+                step,
+                error,
+            } => write!(f, "{host}: {wave}: FAILED at {step}: {error}"),
+            Event::Recorded { host, generation } => {
+                write!(f, "{host}: generation {generation} recorded")
+            }
+            Event::Gate {
+                wave,
+                check,
+                passed,
+                detail,
+            } => {
+                write!(
+                    f,
+                    "gate {wave}: {} {check}: {detail}",
+                    if *passed { "pass" } else { "FAIL" }
+                )
+            }
+            Event::RolledBack { host, wave } => write!(f, "{host}: {wave}: rolled back"),
+        }
+    }
+}
