@@ -4,13 +4,11 @@
 pub mod apply;
 pub mod nats;
 pub mod observe;
+pub mod script;
 pub mod sqlite;
 pub mod supervisord;
 
-/// `'text'` for sh, with embedded single quotes escaped.
-pub fn sh_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
-}
+pub use script::quote as sh_quote;
 
 /// The Debian package that provides a program a host needs.
 pub fn package_of(program: &str) -> Option<&'static str> {
