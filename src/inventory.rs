@@ -8,6 +8,7 @@ use serde_spanned::Spanned;
 use crate::diagnostic::Diagnostic;
 use crate::toml_doc::Document;
 use crate::units::Dur;
+use crate::value::{Address, EnvKey, Ident, Root, SshDest, Text};
 
 /// The lab inventory compiled into the binary: used when no inventory is given and the plan
 /// repo has no `inventories/lab.toml`.
@@ -25,22 +26,25 @@ pub struct Inventory {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
-    pub name: Spanned<String>,
+    pub name: Spanned<Ident>,
     /// An ssh_config alias or `user@host:port`.
-    pub ssh: Option<String>,
+    pub ssh: Option<SshDest>,
     /// The address services listen on and probes connect to.
-    pub address: Spanned<String>,
-    /// Directory holding all of wavectl's state and files on the host.
+    pub address: Spanned<Address>,
+    /// Directory holding all of wavectl's state and files on the host (`~` is the ssh user's
+    /// home, resolved on the host).
     #[serde(default = "default_root")]
-    pub root: String,
-    #[serde(default)]
-    pub supervisor: Supervisor,
+    pub root: Root,
+    #[serde(default = "default_supervisor")]
+    pub supervisor: Spanned<Supervisor>,
     #[serde(default)]
     pub transport: Transport,
     #[serde(default)]
-    pub vars: BTreeMap<String, String>,
+    pub vars: BTreeMap<EnvKey, Text>,
 }
 
+/// The process supervisor a host runs its programs under. Only supervisord is built; the
+/// others are named so that an inventory asking for one gets a clear error, not a surprise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Supervisor {
@@ -48,6 +52,12 @@ pub enum Supervisor {
     Supervisord,
     Systemd,
     Pm2,
+}
+
+impl Supervisor {
+    pub fn is_built(self) -> bool {
+        self == Supervisor::Supervisord
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -58,8 +68,12 @@ pub enum Transport {
     Local,
 }
 
-fn default_root() -> String {
-    "~/.wavectl".to_string()
+fn default_supervisor() -> Spanned<Supervisor> {
+    Spanned::new(0..0, Supervisor::Supervisord)
+}
+
+fn default_root() -> Root {
+    Root::new("~/.wavectl").unwrap_or_default()
 }
 
 const TOP_LEVEL: &[&str] = &["ssh_config", "connect_timeout", "command_timeout", "host"];
@@ -92,6 +106,18 @@ pub fn parse_inventory(file: &str, text: &str) -> (Inventory, Vec<Diagnostic>) {
             doc.error(
                 host.name.span(),
                 format!("duplicate host name `{}`", host.name.get_ref()),
+            );
+        }
+        if !host.supervisor.get_ref().is_built() {
+            doc.error(
+                host.supervisor.span(),
+                format!(
+                    "supervisor `{}` is not built into this wavectl yet, expected `supervisord`",
+                    serde_json::to_value(host.supervisor.get_ref())
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ),
             );
         }
         if host.transport == Transport::Ssh && host.ssh.is_none() {

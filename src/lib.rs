@@ -22,3 +22,4 @@ pub mod state;
 pub mod toml_doc;
 pub mod transport;
 pub mod units;
+pub mod value;

@@ -144,14 +144,21 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
 
     let (plan, mut diags) = parse_plan(&plan_name, &plan_text);
     let (mut inv, inv_diags) = inventory::parse_inventory(&inventory.name, &inventory.text);
+    diags.extend(inv_diags);
     for h in &mut inv.hosts {
-        if let (Some(rest), Some(home)) =
-            (h.root.strip_prefix('~'), req.homes.get(h.name.get_ref()))
+        if let Some(home) = req.homes.get(h.name.get_ref().as_str())
+            && h.root.starts_with('~')
         {
-            h.root = format!("{home}{rest}");
+            match crate::value::Root::new(h.root.resolved(home)) {
+                Ok(root) => h.root = root,
+                Err(e) => diags.push(Diagnostic::new(
+                    &inventory.name,
+                    h.name.span(),
+                    format!("host `{}`: its home `{}` gives {e}", h.name.get_ref(), crate::value::shown(home)),
+                )),
+            }
         }
     }
-    diags.extend(inv_diags);
     let mut secret_file_values = BTreeMap::new();
     if let Some(s) = &req.secrets_file {
         sources.add(&s.name, &s.text);
@@ -167,7 +174,7 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
     let names: BTreeSet<String> = plan
         .processes
         .iter()
-        .flat_map(|p| p.secrets.iter().map(|s| s.get_ref().clone()))
+        .flat_map(|p| p.secrets.iter().map(|s| s.get_ref().to_string()))
         .collect();
     let secret_values = secrets::resolve(&names, req.env, &secret_file_values);
     let provided = secret_values.keys().cloned().collect();
@@ -251,7 +258,7 @@ fn read_migration_dirs(
                 })
                 .collect()
         });
-        out.insert(m.dir.get_ref().clone(), files);
+        out.insert(m.dir.get_ref().to_string(), files);
     }
     out
 }

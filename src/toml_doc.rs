@@ -11,6 +11,7 @@ use crate::diagnostic::Diagnostic;
 /// A parsed TOML file whose top-level keys are handed out one at a time.
 pub struct Document<'i> {
     file: String,
+    text: &'i str,
     entries: Vec<(Spanned<String>, Spanned<DeValue<'i>>)>,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -35,6 +36,7 @@ impl<'i> Document<'i> {
             .collect();
         Document {
             file: file.to_string(),
+            text,
             entries,
             diagnostics,
         }
@@ -56,7 +58,9 @@ impl<'i> Document<'i> {
         match T::deserialize(ValueDeserializer::from(value)) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.diagnostics.push(to_diagnostic(&self.file, &e, span));
+                let mut d = to_diagnostic(&self.file, &e, span);
+                d.span = narrow_to_value(self.text, d.span, &d.message);
+                self.diagnostics.push(d);
                 None
             }
         }
@@ -100,6 +104,38 @@ impl<'i> Document<'i> {
             format!("unknown key `{}`, expected one of {list}", key.get_ref()),
         );
     }
+}
+
+/// Points an error about one element of an array at that element: toml reports the span of
+/// the whole array, the message names the value (`` `value` ``, as `value::shown` prints it).
+fn narrow_to_value(text: &str, span: std::ops::Range<usize>, message: &str) -> std::ops::Range<usize> {
+    let Some(inner) = text.get(span.clone()) else {
+        return span;
+    };
+    if !inner.starts_with('[') && !inner.starts_with('{') {
+        return span;
+    }
+    let Some(value) = message.split('`').nth(1) else {
+        return span;
+    };
+    let value = value.trim_end_matches('…');
+    if value.is_empty() {
+        return span;
+    }
+    // A basic or literal string holding the value, else the value itself (a key in a table).
+    let found = ['"', '\'']
+        .iter()
+        .find_map(|q| inner.find(&format!("{q}{value}")).map(|at| (at, Some(*q))))
+        .or_else(|| inner.find(value).map(|at| (at, None)));
+    if let Some((at, quote)) = found {
+        let start = span.start + at;
+        let end = match quote {
+            Some(q) => inner[at + 1..].find(q).map_or(span.end, |e| start + e + 2),
+            None => start + value.len(),
+        };
+        return start..end.min(span.end);
+    }
+    span
 }
 
 fn to_diagnostic(file: &str, e: &toml::de::Error, fallback: std::ops::Range<usize>) -> Diagnostic {

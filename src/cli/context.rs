@@ -105,7 +105,7 @@ impl Context {
                 if let Ok(out) = conn.run("printf '%s' \"$HOME\"").await {
                     let home = out.stdout.trim();
                     if out.success() && home.starts_with('/') {
-                        homes.insert(h.name.get_ref().clone(), home.to_string());
+                        homes.insert(h.name.get_ref().to_string(), home.to_string());
                     }
                 }
                 conn.close().await;

@@ -56,7 +56,7 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
         .into_iter()
         .map(|r| {
             let wave = match assignment.get(&r.id()) {
-                Some(&w) => plan.waves[w].name.get_ref().clone(),
+                Some(&w) => plan.waves[w].name.get_ref().to_string(),
                 None => IMPLICIT_WAVE.to_string(),
             };
             (r.id(), wave)
@@ -67,7 +67,7 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
     } else {
         order
             .iter()
-            .map(|&w| plan.waves[w].name.get_ref().clone())
+            .map(|&w| plan.waves[w].name.get_ref().to_string())
             .collect()
     };
     let mut x = Expander {
@@ -85,9 +85,9 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
             .any(|r| r.host == *host.name.get_ref())
         {
             x.hosts.insert(
-                host.name.get_ref().clone(),
+                host.name.get_ref().to_string(),
                 HostDesired {
-                    root: host.root.clone(),
+                    root: host.root.to_string(),
                     ..HostDesired::default()
                 },
             );
@@ -122,7 +122,7 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
         sort_by_wave(h, &x.wave_order);
     }
     Ok(Desired {
-        plan: plan.name.clone(),
+        plan: plan.name.to_string(),
         waves,
         hosts: x.hosts,
     })
@@ -219,6 +219,25 @@ impl<'a> Expander<'a> {
         }
     }
 
+    /// `value` when `rule` accepts it; otherwise a diagnostic at `span` (a template rendered
+    /// something the field cannot carry, e.g. a newline from a var into an argument).
+    fn checked(
+        &mut self,
+        value: String,
+        span: std::ops::Range<usize>,
+        what: &str,
+        rule: impl Fn(&str) -> Result<(), String>,
+    ) -> String {
+        if let Err(e) = rule(&value) {
+            self.diags.push(Diagnostic::new(
+                self.inputs.file,
+                span,
+                format!("{what}, once rendered: {e}"),
+            ));
+        }
+        value
+    }
+
     fn add_file(
         &mut self,
         host: &str,
@@ -286,7 +305,7 @@ impl<'a> Expander<'a> {
             name,
             wave: String::new(),
             probe: Probe::Http {
-                host: host.name.get_ref().clone(),
+                host: host.name.get_ref().to_string(),
                 url,
                 status: 200,
                 body: None,
@@ -555,7 +574,7 @@ impl<'a> Expander<'a> {
                 .iter()
                 .find(|n| n.name.get_ref() == server)
                 .and_then(|n| n.domain.as_ref())
-                .map(|d| d.get_ref().clone())
+                .map(|d| d.get_ref().to_string())
         };
         let my_domain = domain_of(s.server.get_ref());
         let sources = s
@@ -572,7 +591,7 @@ impl<'a> Expander<'a> {
                     _ => None,
                 };
                 StreamSourceSpec {
-                    name: src.stream.get_ref().clone(),
+                    name: src.stream.get_ref().to_string(),
                     external_api,
                 }
             })
@@ -583,8 +602,8 @@ impl<'a> Expander<'a> {
         let ms =
             |d: &Option<crate::units::Dur>| d.as_ref().map_or(0, |d| d.value().as_millis() as u64);
         StreamConfig {
-            name: s.name.get_ref().clone(),
-            subjects: s.subjects.iter().map(|x| x.get_ref().clone()).collect(),
+            name: s.name.get_ref().to_string(),
+            subjects: s.subjects.iter().map(|x| x.get_ref().to_string()).collect(),
             storage: s.storage,
             retention: s.retention,
             max_age_ms: ms(&s.max_age),
@@ -613,12 +632,12 @@ impl<'a> Expander<'a> {
             .map(|h| url(h, *node.monitor_port.get_ref()))
             .unwrap_or_default();
         let spec = crate::primitive::StreamSpec {
-            server: node.name.get_ref().clone(),
+            server: node.name.get_ref().to_string(),
             monitor,
             config: self.stream_config(s),
             origin: self.origin(Kind::Stream, s.name.get_ref()),
         };
-        if let Some(h) = self.hosts.get_mut(node.host.get_ref()) {
+        if let Some(h) = self.hosts.get_mut(node.host.get_ref().as_str()) {
             h.streams.push(spec);
         }
     }
@@ -720,25 +739,32 @@ impl<'a> Expander<'a> {
             .command
             .get_ref()
             .iter()
-            .map(|a| self.render_field(a, &ctx, proc_.command.span(), &format!("{what} command")))
+            .map(|a| {
+                let arg = self.render_field(a, &ctx, proc_.command.span(), &format!("{what} command"));
+                self.checked(arg, proc_.command.span(), &format!("{what} command"), |v| {
+                    crate::value::Arg::new(v).map(|_| ())
+                })
+            })
             .collect();
-        let cwd = proc_
-            .cwd
-            .as_ref()
-            .map(|c| self.render_field(c, &ctx, proc_.name.span(), &format!("{what} cwd")));
+        let cwd = proc_.cwd.as_ref().map(|c| {
+            let dir = self.render_field(c.get_ref(), &ctx, c.span(), &format!("{what} cwd"));
+            self.checked(dir, c.span(), &format!("{what} cwd"), |v| {
+                crate::value::check_rendered_absolute(v)
+            })
+        });
         let mut env: Vec<serde_json::Value> = Vec::new();
         for (k, v) in &proc_.env {
             let v = self.render_field(v, &ctx, proc_.name.span(), &format!("{what} env {k}"));
             env.push(json!({ "key": k, "value": sh_single_quoted_body(&v) }));
         }
-        let secret_keys: Vec<String> = proc_.secrets.iter().map(|s| s.get_ref().clone()).collect();
+        let secret_keys: Vec<String> = proc_.secrets.iter().map(|s| s.get_ref().to_string()).collect();
         for key in &secret_keys {
             // validate reports a missing secret; expansion renders what it has.
             let value = self.inputs.secrets.get(key).cloned().unwrap_or_default();
             env.push(json!({ "key": key, "value": sh_single_quoted_body(&value) }));
         }
         let mut config = BTreeMap::new();
-        let mut env_files: Vec<String> = proc_.env_files.clone();
+        let mut env_files: Vec<String> = proc_.env_files.iter().map(|f| f.get_ref().to_string()).collect();
         if !env.is_empty() {
             let mut ectx = ctx.clone();
             ectx.insert(
@@ -762,7 +788,7 @@ impl<'a> Expander<'a> {
             env_files.insert(0, path);
         }
         let p = ProcessSpec {
-            name: name.clone(),
+            name: name.to_string(),
             command,
             cwd,
             env_files,
@@ -788,7 +814,7 @@ impl<'a> Expander<'a> {
     fn migrations(&mut self) {
         for m in &self.plan.migrations {
             let dir = m.dir.get_ref();
-            let parsed = match self.inputs.migration_files.get(dir) {
+            let parsed = match self.inputs.migration_files.get(dir.as_str()) {
                 Some(Some(files)) => migrations::parse_dir(dir, files),
                 _ => Err(vec![format!(
                     "migration directory `{dir}` does not exist in the plan repo"
@@ -796,19 +822,15 @@ impl<'a> Expander<'a> {
             };
             match parsed {
                 Ok(list) => {
-                    let path = if m.database.starts_with('/') {
-                        m.database.clone()
-                    } else {
-                        format!("data/{}", m.database)
-                    };
+                    let path = format!("data/{}", m.database.get_ref());
                     let spec = DatabaseSpec {
-                        name: m.name.get_ref().clone(),
+                        name: m.name.get_ref().to_string(),
                         engine: m.engine,
                         path,
                         migrations: list,
                         origin: self.origin(Kind::Migration, m.name.get_ref()),
                     };
-                    if let Some(h) = self.hosts.get_mut(m.host.get_ref()) {
+                    if let Some(h) = self.hosts.get_mut(m.host.get_ref().as_str()) {
                         h.databases.push(spec);
                     }
                 }
@@ -994,26 +1016,28 @@ impl<'a> Expander<'a> {
         let plan = self.plan;
         let probe = match *gate.probes().first()? {
             ProbeRef::Http(p) => Probe::Http {
-                host: p.host.get_ref().clone(),
+                host: p.host.get_ref().to_string(),
                 // `{{ host.address }}` and friends: the URL as the probing host sees it.
                 url: crate::render::render_str(&p.url, &self.context(self.host(p.host.get_ref())?))
-                    .unwrap_or_else(|_| p.url.clone()),
+                    .ok()
+                    .filter(|u| crate::value::Arg::new(u.as_str()).is_ok())
+                    .unwrap_or_else(|| p.url.to_string()),
                 status: p.status,
-                body: p.body.clone(),
+                body: p.body.as_ref().map(|b| b.to_string()),
             },
             ProbeRef::Tcp(p) => Probe::Tcp {
-                host: p.host.get_ref().clone(),
-                address: self.host(p.host.get_ref())?.address.get_ref().clone(),
+                host: p.host.get_ref().to_string(),
+                address: self.host(p.host.get_ref())?.address.get_ref().to_string(),
                 port: p.port,
             },
             ProbeRef::Process(p) => Probe::Process {
-                host: p.host.get_ref().clone(),
-                name: p.name.get_ref().clone(),
+                host: p.host.get_ref().to_string(),
+                name: p.name.get_ref().to_string(),
                 soak_s: p.soak.as_secs(),
             },
             ProbeRef::Command(p) => Probe::Command {
-                host: p.host.get_ref().clone(),
-                run: p.run.clone(),
+                host: p.host.get_ref().to_string(),
+                run: p.run.iter().map(|a| a.to_string()).collect(),
             },
             ProbeRef::NatsStream(p) => {
                 let s = plan
@@ -1025,8 +1049,8 @@ impl<'a> Expander<'a> {
                     .iter()
                     .find(|n| n.name.get_ref() == s.server.get_ref())?;
                 Probe::NatsStream {
-                    host: node.host.get_ref().clone(),
-                    server: node.name.get_ref().clone(),
+                    host: node.host.get_ref().to_string(),
+                    server: node.name.get_ref().to_string(),
                     monitor: url(
                         self.host(node.host.get_ref())?,
                         *node.monitor_port.get_ref(),
@@ -1041,9 +1065,9 @@ impl<'a> Expander<'a> {
                     .find(|h| h.name.get_ref() == p.hub.get_ref())?;
                 let host = self.host(hub.host.get_ref())?;
                 Probe::PromQuery {
-                    host: host.name.get_ref().clone(),
+                    host: host.name.get_ref().to_string(),
                     url: format!("{}/api/v1/query", url(host, *hub.port.get_ref())),
-                    expr: p.expr.clone(),
+                    expr: p.expr.to_string(),
                     min: p.min,
                 }
             }
@@ -1070,7 +1094,7 @@ impl<'a> Expander<'a> {
             .iter()
             .filter_map(|name| self.plan.waves.iter().find(|w| w.name.get_ref() == name))
             .map(|w| WaveSpec {
-                name: w.name.get_ref().clone(),
+                name: w.name.get_ref().to_string(),
                 max_parallel: w.max_parallel,
                 on_failure: w.on_failure,
                 gates: w

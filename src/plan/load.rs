@@ -38,7 +38,7 @@ pub fn parse_plan(file: &str, text: &str) -> (Plan, Vec<Diagnostic>) {
                 let span = value.span();
                 version = doc.value::<u32>(value).map(|v| (v, span));
             }
-            "name" => name = doc.value::<String>(value),
+            "name" => name = doc.value::<crate::value::Ident>(value),
             "vars" => plan.vars = doc.value(value).unwrap_or_default(),
             "hub" => plan.hubs = doc.array("hub", value),
             "pushgateway" => plan.pushgateways = doc.array("pushgateway", value),

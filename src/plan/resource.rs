@@ -91,10 +91,10 @@ impl Plan {
     /// Every resource in file order, kind by kind. A stream lives on its server's host.
     pub fn resources(&self) -> Vec<Resource> {
         let mut out = Vec::new();
-        let mut push = |kind, name: &serde_spanned::Spanned<String>, host: &str| {
+        let mut push = |kind, name: &crate::plan::schema::Name, host: &str| {
             out.push(Resource {
                 kind,
-                name: name.get_ref().clone(),
+                name: name.get_ref().to_string(),
                 host: host.to_string(),
                 span: name.span(),
             })

@@ -7,15 +7,17 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::units::{Dur, Size};
+use crate::value::{Arg, EnvKey, HostPath, Ident, RelPath, Subject, TemplateName, Text};
 
-pub type Name = Spanned<String>;
+/// A name or a reference to one, with its position.
+pub type Name = Spanned<Ident>;
 
 /// The whole plan, after each entry was deserialized on its own (see `plan::load`).
 #[derive(Debug, Default)]
 pub struct Plan {
     pub version: u32,
-    pub name: String,
-    pub vars: BTreeMap<String, String>,
+    pub name: Ident,
+    pub vars: BTreeMap<EnvKey, Text>,
     pub hubs: Vec<Hub>,
     pub pushgateways: Vec<Pushgateway>,
     pub nats: Vec<NatsNode>,
@@ -48,13 +50,13 @@ pub struct Hub {
 #[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertRule {
-    pub name: String,
-    pub expr: String,
+    pub name: Ident,
+    pub expr: Text,
     #[serde(rename = "for")]
     pub for_: Option<Dur>,
     #[serde(default = "default_severity")]
-    pub severity: String,
-    pub summary: Option<String>,
+    pub severity: Ident,
+    pub summary: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,7 +96,7 @@ pub struct Stream {
     pub name: Name,
     pub server: Name,
     #[serde(default)]
-    pub subjects: Vec<Spanned<String>>,
+    pub subjects: Vec<Spanned<Subject>>,
     #[serde(default)]
     pub storage: Storage,
     #[serde(default)]
@@ -149,7 +151,7 @@ pub struct Batch {
     pub nats: Option<Name>,
     /// Command each agent runs; `{{ agent }}` is replaced by the agent's name. Defaults to the
     /// built-in heartbeat agent.
-    pub command: Option<Vec<String>>,
+    pub command: Option<Vec<Arg>>,
     #[serde(default = "default_heartbeat")]
     pub heartbeat_interval: Dur,
 }
@@ -160,17 +162,18 @@ pub struct Batch {
 pub struct Process {
     pub name: Name,
     pub host: Name,
-    pub command: Spanned<Vec<String>>,
-    pub cwd: Option<String>,
+    pub command: Spanned<Vec<Arg>>,
+    /// Working directory: an absolute path on the host once templates are rendered.
+    pub cwd: Option<Spanned<Arg>>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<EnvKey, Text>,
     /// Env files on the host, read by the process at start.
     #[serde(default)]
-    pub env_files: Vec<String>,
+    pub env_files: Vec<Spanned<HostPath>>,
     /// Names of secrets, from the operator's environment or the secrets file; delivered in an
     /// env file of mode 0600, never on a command line.
     #[serde(default)]
-    pub secrets: Vec<Name>,
+    pub secrets: Vec<Spanned<EnvKey>>,
     #[serde(default = "yes")]
     pub autorestart: bool,
     #[serde(default = "default_restart_delay")]
@@ -229,10 +232,10 @@ pub struct MigrationSet {
     pub host: Name,
     #[serde(default)]
     pub engine: Engine,
-    /// Path on the host; relative paths are under the host root's `data/`.
-    pub database: String,
+    /// Path on the host, under the host root's `data/`.
+    pub database: Spanned<RelPath>,
     /// Directory in the plan repo holding `NNNN_name.up.sql` and `NNNN_name.down.sql`.
-    pub dir: Spanned<String>,
+    pub dir: Spanned<RelPath>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -249,8 +252,8 @@ pub struct PlanFile {
     pub name: Name,
     pub host: Name,
     /// Relative to the host root's `files/`.
-    pub path: Spanned<String>,
-    pub template: Option<Name>,
+    pub path: Spanned<RelPath>,
+    pub template: Option<Spanned<TemplateName>>,
     pub content: Option<String>,
     #[serde(default = "default_mode")]
     pub mode: Spanned<String>,
@@ -261,7 +264,7 @@ pub struct PlanFile {
 pub struct Wave {
     pub name: Name,
     /// `kind.name`, `kind.*` or `host.NAME`; a resource belongs to the first wave selecting it.
-    pub select: Vec<Name>,
+    pub select: Vec<Spanned<String>>,
     /// Waves that must run before this one; otherwise waves run in file order.
     #[serde(default)]
     pub after: Vec<Name>,
@@ -328,10 +331,10 @@ impl Gate {
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
     pub host: Name,
-    pub url: String,
+    pub url: Arg,
     #[serde(default = "default_status")]
     pub status: u16,
-    pub body: Option<String>,
+    pub body: Option<Text>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -360,7 +363,7 @@ pub struct NatsStreamProbe {
 #[serde(deny_unknown_fields)]
 pub struct PromQueryProbe {
     pub hub: Name,
-    pub expr: String,
+    pub expr: Text,
     #[serde(default = "one")]
     pub min: u64,
 }
@@ -369,7 +372,7 @@ pub struct PromQueryProbe {
 #[serde(deny_unknown_fields)]
 pub struct CommandProbe {
     pub host: Name,
-    pub run: Vec<String>,
+    pub run: Vec<Arg>,
 }
 
 fn default_scrape_interval() -> Dur {
@@ -378,8 +381,8 @@ fn default_scrape_interval() -> Dur {
 fn default_retention() -> Dur {
     Dur::parse("15d").expect("valid literal")
 }
-fn default_severity() -> String {
-    "warning".into()
+fn default_severity() -> Ident {
+    Ident::new("warning").unwrap_or_default()
 }
 fn default_pushgateway_port() -> Spanned<u16> {
     Spanned::new(0..0, 9091)

@@ -56,22 +56,6 @@ impl Checker<'_> {
         let resources = self.plan.resources();
         let mut seen: BTreeMap<(Kind, &str), usize> = BTreeMap::new();
         for r in &resources {
-            // Names become file names, program names and shell words on the hosts.
-            if r.name.is_empty()
-                || !r
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                self.error(
-                    r.span.clone(),
-                    format!(
-                        "invalid {} name `{}`, expected letters, digits, `-`, `_` or `.`",
-                        r.kind.key(),
-                        r.name
-                    ),
-                );
-            }
             if seen
                 .insert((r.kind, r.name.as_str()), r.span.start)
                 .is_some()
@@ -115,7 +99,7 @@ impl Checker<'_> {
         }
     }
 
-    fn host_exists(&mut self, host: &Spanned<String>, what: &str) {
+    fn host_exists(&mut self, host: &crate::plan::schema::Name, what: &str) {
         if self.inventory.host(host.get_ref()).is_none() {
             let known = self
                 .inventory
@@ -160,7 +144,7 @@ impl Checker<'_> {
     }
 
     /// Reports `reference` when no resource of `kind` has that name.
-    fn exists(&mut self, kind: Kind, reference: &Spanned<String>, field: &str) -> bool {
+    fn exists(&mut self, kind: Kind, reference: &crate::plan::schema::Name, field: &str) -> bool {
         let names: Vec<String> = self
             .plan
             .resources()
@@ -257,10 +241,10 @@ impl Checker<'_> {
     fn on_host_or_named(
         &mut self,
         kind: Kind,
-        named: Option<&Spanned<String>>,
-        host: &Spanned<String>,
+        named: Option<&crate::plan::schema::Name>,
+        host: &crate::plan::schema::Name,
         field: &str,
-        batch: &Spanned<String>,
+        batch: &crate::plan::schema::Name,
     ) {
         if let Some(n) = named {
             self.exists(kind, n, field);
@@ -401,7 +385,7 @@ impl Checker<'_> {
 
     /// A source on another server must be reachable: same cluster, or another domain linked to
     /// this server's by a leafnode.
-    fn cross_domain_source(&mut self, server: &str, source: &Spanned<String>) {
+    fn cross_domain_source(&mut self, server: &str, source: &crate::plan::schema::Name) {
         let plan = self.plan;
         let Some(other) = plan
             .streams
@@ -443,7 +427,7 @@ impl Checker<'_> {
     }
 
     fn overlapping_subjects(&mut self) {
-        let mut seen: Vec<(&str, &Spanned<String>)> = Vec::new();
+        let mut seen: Vec<(&str, &Spanned<crate::value::Subject>)> = Vec::new();
         for s in &self.plan.streams {
             for subject in &s.subjects {
                 if let Some((other, _)) = seen
@@ -474,13 +458,13 @@ impl Checker<'_> {
                 );
             }
             for secret in &p.secrets {
-                if !provided.contains(secret.get_ref()) {
+                if !provided.contains(secret.get_ref().as_str()) {
                     self.diags.push(
                         Diagnostic::new(self.file, secret.span(), format!("secret `{}` is not provided", secret.get_ref()))
                             .with_hint(format!("export {} in the environment, or add `{} = \"...\"` to the secrets file (--secrets-file, outside the plan repo)", secret.get_ref(), secret.get_ref())),
                     );
                 }
-                if p.env.contains_key(secret.get_ref()) {
+                if p.env.contains_key(secret.get_ref().as_str()) {
                     self.error(secret.span(), format!("`{}` is both a secret and a plain `env` entry of process `{}`; expected it in one place", secret.get_ref(), p.name.get_ref()));
                 }
             }
@@ -571,7 +555,7 @@ impl Checker<'_> {
             let Some(h) = self.inventory.host(host.get_ref()) else {
                 continue;
             };
-            let key = (h.address.get_ref().clone(), *port.get_ref());
+            let key = (h.address.get_ref().to_string(), *port.get_ref());
             let (span, default) = if port.span().is_empty() {
                 (name.span(), " (its default)")
             } else {
@@ -739,10 +723,10 @@ impl Checker<'_> {
 
 /// Something that listens: its host, port, who it is (`hub.edge`) and its name in the plan.
 type Listener<'a> = (
-    &'a Spanned<String>,
+    &'a crate::plan::schema::Name,
     &'a Spanned<u16>,
     String,
-    &'a Spanned<String>,
+    &'a crate::plan::schema::Name,
 );
 
 /// Octal mode text (`"0644"`) to its value.

@@ -41,8 +41,8 @@ fn server_address(loaded: &Loaded, server: &str) -> Option<(String, String, u16)
         .find(|n| n.name.get_ref() == server)?;
     let host = loaded.inventory.host(node.host.get_ref())?;
     Some((
-        node.host.get_ref().clone(),
-        host.address.get_ref().clone(),
+        node.host.get_ref().to_string(),
+        host.address.get_ref().to_string(),
         *node.port.get_ref(),
     ))
 }

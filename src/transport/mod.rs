@@ -85,7 +85,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn connect(inventory: &Inventory, host: &Host) -> Result<Connection, TransportError> {
-    let name = host.name.get_ref().clone();
+    let name = host.name.get_ref().to_string();
     let timeout = inventory
         .command_timeout
         .as_ref()
@@ -96,15 +96,19 @@ pub async fn connect(inventory: &Inventory, host: &Host) -> Result<Connection, T
             timeout,
         }),
         Kind::Ssh => {
-            let destination = host
-                .ssh
-                .clone()
-                .unwrap_or_else(|| host.address.get_ref().clone());
+            // `user@host:port` is split here: ssh itself would read `host:port` as a host name.
+            let (destination, port) = match &host.ssh {
+                Some(dest) => dest.split(),
+                None => (host.address.get_ref().to_string(), None),
+            };
             let connect_timeout = inventory
                 .connect_timeout
                 .as_ref()
                 .map_or(CONNECT_TIMEOUT, |d| d.value());
             let mut b = SessionBuilder::default();
+            if let Some(port) = port {
+                b.port(port);
+            }
             b.known_hosts_check(KnownHosts::Strict)
                 .connect_timeout(connect_timeout)
                 .server_alive_interval(Duration::from_secs(5));

@@ -588,7 +588,7 @@ fn a_name_that_cannot_be_a_file_or_program_name_is_rejected() {
     .validate();
     assert_reports(
         &run,
-        "plans/p.toml:10:8: error: invalid process name `my app`, expected letters, digits, `-`, `_` or `.`\n",
+        "plans/p.toml:10:8: error: invalid name `my app`, expected 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or digit\n",
     );
     assert_problem_count(&run, 1);
 }
