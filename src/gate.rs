@@ -1,7 +1,7 @@
 //! Probes and their verdicts, pure: the shell script a probe runs on its host, and the judgment
 //! of what it printed. The retry loop (time passed in) lives in `run::probe`.
 
-use crate::backend::sh_quote;
+use crate::backend::script::Script;
 use crate::backend::supervisord::{self, parse_status_line};
 use crate::observed::ProcessState;
 use crate::primitive::{Probe, StreamConfig};
@@ -25,40 +25,53 @@ impl Verdict {
     }
 }
 
-/// The host-side script of a probe.
+/// The host-side script of a probe: every value one quoted word, URLs after `--url` so none
+/// can be read as an option.
 pub fn script(probe: &Probe, root: &str) -> String {
+    let mut s = Script::new();
     match probe {
-        Probe::Http { url, .. } => format!(
-            "b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{{http_code}}' --max-time 5 {url} || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n",
-            url = sh_quote(url)
-        ),
-        Probe::Tcp { address, port, .. } => format!(
-            "if timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' 2>/dev/null; then echo open; else echo closed; fi\n"
-        ),
-        Probe::Process { name, .. } => format!(
-            "cd {root} && supervisorctl -c {conf} status {name} || true\n",
-            root = sh_quote(root),
-            conf = supervisord::CONF,
-            name = sh_quote(name)
-        ),
-        Probe::PromQuery { url, expr, .. } => format!(
-            "curl -s --max-time 5 -G --data-urlencode query={expr} {url} || echo 'unreachable'\n",
-            expr = sh_quote(expr),
-            url = sh_quote(url)
-        ),
-        Probe::Command { run, .. } => {
-            let argv: Vec<String> = run.iter().map(|a| sh_quote(a)).collect();
-            format!(
-                "cd {} 2>/dev/null; {} </dev/null >/dev/null 2>&1; echo \"exit $?\"\n",
-                sh_quote(root),
-                argv.join(" ")
-            )
+        Probe::Http { url, .. } => {
+            s.raw("b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{http_code}' --max-time 5 --url")
+                .arg(url)
+                .raw(" || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n");
         }
-        Probe::NatsStream { monitor, .. } => format!(
-            "curl -s --max-time 5 {} || true\n",
-            sh_quote(&format!("{monitor}{}", crate::backend::nats::JSZ_STREAMS))
-        ),
+        Probe::Tcp { address, port, .. } => {
+            s.raw("if timeout 3 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"'")
+                .arg(address)
+                .raw(" ")
+                .num(*port)
+                .raw(" 2>/dev/null; then echo open; else echo closed; fi\n");
+        }
+        Probe::Process { name, .. } => {
+            s.raw("cd")
+                .arg(root)
+                .raw(" && supervisorctl -c ")
+                .raw(supervisord::CONF)
+                .raw(" status")
+                .arg(name)
+                .raw(" || true\n");
+        }
+        Probe::PromQuery { url, expr, .. } => {
+            s.raw("curl -s --max-time 5 -G --data-urlencode")
+                .arg(format!("query={expr}"))
+                .raw(" --url")
+                .arg(url)
+                .raw(" || echo 'unreachable'\n");
+        }
+        Probe::Command { run, .. } => {
+            s.raw("cd").arg(root).raw(" 2>/dev/null;");
+            for a in run {
+                s.arg(a);
+            }
+            s.raw(" </dev/null >/dev/null 2>&1; echo \"exit $?\"\n");
+        }
+        Probe::NatsStream { monitor, .. } => {
+            s.raw("curl -s --max-time 5 --url")
+                .arg(format!("{monitor}{}", crate::backend::nats::JSZ_STREAMS))
+                .raw(" || true\n");
+        }
     }
+    s.into_string()
 }
 
 /// Judges what a probe's script printed.
@@ -175,6 +188,48 @@ mod tests {
     }
 
     #[test]
+    fn every_probe_script_quotes_its_values() {
+        let hostile = "x'$(touch /tmp/wv-probe-marker)'";
+        let probes = [
+            Probe::Http {
+                host: "h".into(),
+                url: format!("-o/tmp/x http://a/{hostile}"),
+                status: 200,
+                body: None,
+            },
+            Probe::Tcp {
+                host: "h".into(),
+                address: hostile.into(),
+                port: 9,
+            },
+            Probe::Process {
+                host: "h".into(),
+                name: hostile.into(),
+                soak_s: 1,
+            },
+            Probe::PromQuery {
+                host: "h".into(),
+                url: "http://a/api/v1/query".into(),
+                expr: hostile.into(),
+                min: 1,
+            },
+            Probe::Command {
+                host: "h".into(),
+                run: vec!["test".into(), "-n".into(), hostile.into()],
+            },
+        ];
+        let scripts: Vec<String> = probes.iter().map(|p| script(p, "/srv/wv root")).collect();
+        insta::assert_snapshot!(scripts.join("----\n"));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(&probes[1], "/nonexistent"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "closed\n");
+        assert!(!std::path::Path::new("/tmp/wv-probe-marker").exists());
+    }
+
+    #[test]
     fn prom_query_counts_series() {
         let out = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]},{"metric":{},"value":[1,"1"]}]}}"#;
         assert_eq!(judge(&prom(2), out), Verdict::Pass("2 series".into()));
@@ -204,7 +259,7 @@ mod tests {
         assert_eq!(judge(&p, "status 000\n"), Verdict::Fail("no answer".into()));
         assert_eq!(
             script(&p, "/r"),
-            "b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{http_code}' --max-time 5 'http://x/-/ready' || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n"
+            "b=$(mktemp)\ncode=$(curl -s -o \"$b\" -w '%{http_code}' --max-time 5 --url 'http://x/-/ready' || true)\nprintf 'status %s\\n' \"$code\"\nhead -c 4096 \"$b\"\nrm -f \"$b\"\n"
         );
     }
 

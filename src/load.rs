@@ -154,7 +154,11 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
                 Err(e) => diags.push(Diagnostic::new(
                     &inventory.name,
                     h.name.span(),
-                    format!("host `{}`: its home `{}` gives {e}", h.name.get_ref(), crate::value::shown(home)),
+                    format!(
+                        "host `{}`: its home `{}` gives {e}",
+                        h.name.get_ref(),
+                        crate::value::shown(home)
+                    ),
                 )),
             }
         }

@@ -82,6 +82,7 @@ impl Templates {
         let mut tera = Tera::new();
         tera.autoescape_on(Vec::<&'static str>::new());
         tera.register_filter("json", json_filter);
+        tera.register_filter("sh", sh_filter);
         let mut diags = Vec::new();
         for (name, src) in &sources {
             if let Err(e) = tera.add_raw_template(name, &src.text) {
@@ -120,6 +121,14 @@ impl Templates {
 /// `{{ value | json }}`: a JSON literal, which is also a valid YAML and NATS-conf string.
 fn json_filter(value: tera::Value, _: Kwargs, _: &State) -> String {
     serde_json::to_string(&value).unwrap_or_default()
+}
+
+/// `{{ value | sh }}`: one POSIX shell word (env files are sourced by the process wrapper).
+fn sh_filter(value: tera::Value, _: Kwargs, _: &State) -> String {
+    match value.as_str() {
+        Some(text) => crate::backend::script::quote(text),
+        None => crate::backend::script::quote(&value.to_string()),
+    }
 }
 
 /// Renders a single string (a command argument, say) as a template.

@@ -108,7 +108,11 @@ impl<'i> Document<'i> {
 
 /// Points an error about one element of an array at that element: toml reports the span of
 /// the whole array, the message names the value (`` `value` ``, as `value::shown` prints it).
-fn narrow_to_value(text: &str, span: std::ops::Range<usize>, message: &str) -> std::ops::Range<usize> {
+fn narrow_to_value(
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: &str,
+) -> std::ops::Range<usize> {
     let Some(inner) = text.get(span.clone()) else {
         return span;
     };

@@ -132,7 +132,10 @@ fn one_line(text: &str, what: &str) -> Result<(), String> {
 
 fn ident(text: &str) -> Result<(), String> {
     let ok = text.len() <= 64
-        && text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -478,7 +481,15 @@ mod tests {
 
     #[test]
     fn roots_are_absolute_or_under_home_without_spaces() {
-        for bad in ["", "relative", "/srv/wv root", "/", "~user/x", "/a/../b", "/a'b"] {
+        for bad in [
+            "",
+            "relative",
+            "/srv/wv root",
+            "/",
+            "~user/x",
+            "/a/../b",
+            "/a'b",
+        ] {
             assert!(Root::new(bad).is_err(), "{bad:?}");
         }
         for good in ["~", "~/.wavectl", "/srv/wv/mainpc", "/tmp/.tmpAb12"] {
@@ -502,7 +513,16 @@ mod tests {
             SshDest::new("u@[::1]:22").unwrap().split(),
             ("u@::1".to_string(), Some(22))
         );
-        for bad in ["", "-oProxyCommand=x", "a b", "u@h:0", "u@h:x", "u@", "@h", "h'"] {
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "a b",
+            "u@h:0",
+            "u@h:x",
+            "u@",
+            "@h",
+            "h'",
+        ] {
             assert!(SshDest::new(bad).is_err(), "{bad:?}");
         }
     }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::backend::sh_quote;
+use crate::backend::script::Script;
 use crate::backend::supervisord::{self, parse_status_line};
 use crate::observed::{HostObserved, ObservedFile, ObservedProcess};
 use crate::primitive::{HostDesired, StreamConfig};
@@ -43,15 +43,16 @@ pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
 }
 
 /// The script; `root` is the host root, `desired` what the plan wants there (its file hashes
-/// decide which files' text comes back).
+/// decide which files' text comes back). Every value is a quoted word; the list of wanted
+/// hashes travels as base64, so no path can end its carrier.
 pub fn script(root: &str, desired: &HostDesired) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "R={}", sh_quote(root));
-    s.push_str("for b in");
+    let mut s = Script::new();
+    s.set("R", root);
+    s.raw("for b in");
     for p in needed_programs(desired) {
-        let _ = write!(s, " {}", sh_quote(&p));
+        s.arg(p);
     }
-    s.push_str(concat!(
+    s.raw(concat!(
         "; do if command -v \"$b\" >/dev/null 2>&1; then echo \"bin ok $b\"; else echo \"bin missing $b\"; fi; done\n",
         // A host never set up has no root: nothing more to report.
         "cd \"$R\" 2>/dev/null || exit 0\n",
@@ -61,13 +62,17 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         "  find files -type f ! -name '*.wv-tmp.*' -printf 'mode %m %p\\n'\n",
         "  sums=$(find files -type f ! -name '*.wv-tmp.*' -print0 | xargs -0 -r sha256sum)\n",
         "  [ -n \"$sums\" ] && printf '%s\\n' \"$sums\" | sed 's/^/sha /'\n",
-        "  printf '%s\\n' \"$sums\" | awk 'NR==FNR {want[$2]=$1; next} ($2 in want) && want[$2] != $1 {print $2}' /dev/fd/3 - 3<<'WV_WANT' |\n",
+        "  want=$(base64 -d",
     ));
+    let mut want = String::new();
     for f in &desired.files {
-        let _ = writeln!(s, "{}  {}", f.sha256(), f.path);
+        let _ = writeln!(want, "{}  {}", f.sha256(), f.path);
     }
-    s.push_str(concat!(
-        "WV_WANT\n",
+    s.base64_stdin(want.as_bytes());
+    s.raw(concat!(
+        ")\n",
+        // The files whose hash is not the planned one (`HASH  PATH` lines on both sides).
+        "  printf '%s\\n' \"$sums\" | WANT=\"$want\" awk 'BEGIN { n = split(ENVIRON[\"WANT\"], l, \"\\n\"); for (i = 1; i <= n; i++) { k = index(l[i], \"  \"); if (k) want[substr(l[i], k + 2)] = substr(l[i], 1, k - 1) } } { k = index($0, \"  \"); p = substr($0, k + 2) } k && (p in want) && want[p] != substr($0, 1, k - 1) { print p }' |\n",
         "  while read -r p; do printf 'content %s %s\\n' \"$p\" \"$(base64 -w0 < \"$p\")\"; done\n",
         "fi\n",
     ));
@@ -81,30 +86,33 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
     servers.sort();
     servers.dedup();
     for (server, monitor) in servers {
-        let url = format!("{monitor}{}", crate::backend::nats::JSZ_STREAMS);
-        let _ = writeln!(
-            s,
-            "printf 'jsz %s ' {}; curl -s --max-time 3 {} | tr -d '\\n'; echo",
-            sh_quote(server),
-            sh_quote(&url)
-        );
+        s.raw("printf 'jsz %s '")
+            .arg(server)
+            .raw("; curl -s --max-time 3")
+            .arg(format!("{monitor}{}", crate::backend::nats::JSZ_STREAMS))
+            .raw(" | tr -d '\\n'; echo\n");
     }
     // Each database's migrations, as its own section (the list script never creates one).
     for db in &desired.databases {
-        let _ = writeln!(s, "printf 'dbsection %s\\n' {}", sh_quote(&db.name));
-        let _ = writeln!(
-            s,
-            "( {} ) 2>/dev/null | sed 's/^/dbline /'",
-            crate::backend::sqlite::list_script(&absolute(root, &db.path)).trim_end()
-        );
+        s.raw("printf 'dbsection %s\\n'").arg(&db.name).raw("\n");
+        s.raw("( ")
+            .script(&crate::backend::sqlite::list_script(&absolute(
+                root, &db.path,
+            )))
+            .raw(" ) 2>/dev/null | sed 's/^/dbline /'\n");
     }
-    let _ = writeln!(
-        s,
-        "if [ -f {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then\n  supervisorctl -c {conf} status | sed 's/^/proc /'\n  [ -f logs/supervisord.log ] && grep -o \"spawned: '[^']*'\" logs/supervisord.log | sort | uniq -c | sed 's/^/spawned /'\nfi\nexit 0",
-        pid = supervisord::PIDFILE,
-        conf = supervisord::CONF,
-    );
-    s
+    s.raw("if [ -f ")
+        .raw(supervisord::PIDFILE)
+        .raw(" ] && kill -0 \"$(cat ")
+        .raw(supervisord::PIDFILE)
+        .raw(")\" 2>/dev/null; then\n  supervisorctl -c ")
+        .raw(supervisord::CONF)
+        .raw(concat!(
+            " status | sed 's/^/proc /'\n",
+            "  [ -f logs/supervisord.log ] && grep -o \"spawned: '[^']*'\" logs/supervisord.log | sort | uniq -c | sed 's/^/spawned /'\n",
+            "fi\nexit 0",
+        ));
+    s.into_string()
 }
 
 /// A path on the host: absolute as given, else under the root.
@@ -311,6 +319,67 @@ mod tests {
             (ProcessState::Running, Some(42), 2, Some("h1"))
         );
         assert_eq!(o.observed.processes["oracle"].state, ProcessState::Fatal);
+    }
+
+    fn hostile_desired() -> HostDesired {
+        use crate::primitive::{DatabaseSpec, FileSpec, Origin};
+        let origin = Origin {
+            wave: "w".into(),
+            resource: "file.f".into(),
+        };
+        HostDesired {
+            files: vec![FileSpec {
+                path: "files/a'b.yml".into(),
+                content: "WV_B64\nEOF_WANT\n$(touch /tmp/wv-marker)\n".into(),
+                mode: 0o644,
+                secret_keys: vec![],
+                origin: origin.clone(),
+            }],
+            databases: vec![DatabaseSpec {
+                name: "app".into(),
+                engine: Default::default(),
+                path: "data/app.db".into(),
+                migrations: vec![],
+                origin,
+            }],
+            ..HostDesired::default()
+        }
+    }
+
+    #[test]
+    fn the_observe_script_quotes_every_value_and_carries_hashes_in_base64() {
+        insta::assert_snapshot!(script("/srv/wv root", &hostile_desired()));
+    }
+
+    #[test]
+    fn the_observe_script_reports_only_the_files_that_differ() {
+        let root = std::env::temp_dir().join(format!("wv-observe-{}", std::process::id()));
+        let files = root.join("files");
+        std::fs::create_dir_all(&files).unwrap();
+        let desired = hostile_desired();
+        // One file as planned, one that differs.
+        std::fs::write(files.join("a'b.yml"), &desired.files[0].content).unwrap();
+        std::fs::write(files.join("other.yml"), "x").unwrap();
+        let mut wanted = desired.clone();
+        wanted.files.push(crate::primitive::FileSpec {
+            path: "files/other.yml".into(),
+            content: "y".into(),
+            ..desired.files[0].clone()
+        });
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script(root.to_str().unwrap(), &wanted))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        std::fs::remove_dir_all(&root).unwrap();
+        let o = parse("/r", &stdout).unwrap();
+        assert_eq!(
+            o.observed.files["files/other.yml"].content.as_deref(),
+            Some("x")
+        );
+        assert_eq!(o.observed.files["files/a'b.yml"].content, None, "{stdout}");
+        assert!(!std::path::Path::new("/tmp/wv-marker").exists());
     }
 
     #[test]

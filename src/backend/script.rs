@@ -89,6 +89,12 @@ impl Script {
         self
     }
 
+    /// Appends the text of a script another backend builder made (they quote their values).
+    pub fn script(&mut self, built: &str) -> &mut Self {
+        self.text.push_str(built.trim_end());
+        self
+    }
+
     pub fn as_str(&self) -> &str {
         &self.text
     }

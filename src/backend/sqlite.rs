@@ -92,7 +92,6 @@ fn sql_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-
 /// SQL as it is run: LF line ends (as the checksum sees it), ending with a newline.
 fn normalise(sql: &str) -> String {
     let mut s = sql.replace("\r\n", "\n");

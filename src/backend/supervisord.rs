@@ -6,6 +6,44 @@ use crate::observed::ProcessState;
 pub const CONF: &str = "files/supervisor/supervisord.conf";
 pub const PIDFILE: &str = "run/supervisord.pid";
 
+/// A program's `command=` value: each argument one word for supervisord's shlex split,
+/// written so that its INI reader keeps it whole. Arguments are one line (the value types
+/// refuse newlines); `%` is doubled (supervisord expands `%(name)s`); whitespace is never
+/// directly followed by `;` or `#` (an inline comment to that reader): the quote is closed
+/// and reopened after every whitespace character. Plain words stay bare.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_@+=:,./-".contains(c));
+            if plain {
+                return a.clone();
+            }
+            let mut w = String::from("'");
+            for c in a.chars() {
+                match c {
+                    '\'' => w.push_str("'\\''"),
+                    '%' => w.push_str("%%"),
+                    c if c.is_whitespace() => {
+                        w.push(c);
+                        w.push_str("''");
+                    }
+                    c => w.push(c),
+                }
+            }
+            w.push('\'');
+            w
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A plain INI value for supervisord (a directory): `%` doubled.
+pub fn ini_value(text: &str) -> String {
+    text.replace('%', "%%")
+}
+
 /// One line of `supervisorctl status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusLine {
@@ -63,6 +101,18 @@ fn parse_uptime(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_line_survives_supervisords_ini_reader_and_shlex() {
+        let argv: Vec<String> = ["/bin/sh", "-c", "echo 100% ;done #x", "it's"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            command_line(&argv),
+            r"/bin/sh -c 'echo ''100%% '';done ''#x' 'it'\''s'"
+        );
+    }
 
     #[test]
     fn status_lines_of_each_shape_parse() {

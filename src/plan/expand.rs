@@ -150,11 +150,6 @@ fn listen(host: &Host, port: u16) -> String {
     format!("{}:{port}", host.address.get_ref())
 }
 
-/// Single-quoted for `sh`: the env files are sourced by the process wrapper.
-fn sh_single_quoted_body(value: &str) -> String {
-    value.replace('\'', "'\\''")
-}
-
 impl<'a> Expander<'a> {
     fn host(&self, name: &str) -> Option<&'a Host> {
         self.inputs.inventory.host(name)
@@ -740,7 +735,8 @@ impl<'a> Expander<'a> {
             .get_ref()
             .iter()
             .map(|a| {
-                let arg = self.render_field(a, &ctx, proc_.command.span(), &format!("{what} command"));
+                let arg =
+                    self.render_field(a, &ctx, proc_.command.span(), &format!("{what} command"));
                 self.checked(arg, proc_.command.span(), &format!("{what} command"), |v| {
                     crate::value::Arg::new(v).map(|_| ())
                 })
@@ -755,16 +751,24 @@ impl<'a> Expander<'a> {
         let mut env: Vec<serde_json::Value> = Vec::new();
         for (k, v) in &proc_.env {
             let v = self.render_field(v, &ctx, proc_.name.span(), &format!("{what} env {k}"));
-            env.push(json!({ "key": k, "value": sh_single_quoted_body(&v) }));
+            env.push(json!({ "key": k, "value": v }));
         }
-        let secret_keys: Vec<String> = proc_.secrets.iter().map(|s| s.get_ref().to_string()).collect();
+        let secret_keys: Vec<String> = proc_
+            .secrets
+            .iter()
+            .map(|s| s.get_ref().to_string())
+            .collect();
         for key in &secret_keys {
             // validate reports a missing secret; expansion renders what it has.
             let value = self.inputs.secrets.get(key).cloned().unwrap_or_default();
-            env.push(json!({ "key": key, "value": sh_single_quoted_body(&value) }));
+            env.push(json!({ "key": key, "value": value }));
         }
         let mut config = BTreeMap::new();
-        let mut env_files: Vec<String> = proc_.env_files.iter().map(|f| f.get_ref().to_string()).collect();
+        let mut env_files: Vec<String> = proc_
+            .env_files
+            .iter()
+            .map(|f| f.get_ref().to_string())
+            .collect();
         if !env.is_empty() {
             let mut ectx = ctx.clone();
             ectx.insert(
@@ -978,21 +982,13 @@ impl<'a> Expander<'a> {
             argv.push("--".into());
         }
         argv.extend(p.command.iter().cloned());
-        let command_line = argv
-            .iter()
-            .map(|a| {
-                shlex::try_quote(a)
-                    .map(|q| q.into_owned())
-                    .unwrap_or_else(|_| a.clone())
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+        let command_line = crate::backend::supervisord::command_line(&argv);
         let mut ctx = self.context(host);
         ctx.insert(
             "process",
             &json!({
                 "name": p.name, "origin": p.origin.resource, "wave": p.origin.wave,
-                "command_line": command_line, "cwd": p.cwd, "autorestart": p.autorestart,
+                "command_line": command_line, "cwd": p.cwd.as_deref().map(crate::backend::supervisord::ini_value), "autorestart": p.autorestart,
                 "min_uptime_s": p.min_uptime_s, "max_restarts": p.max_restarts,
                 "stop_signal": format!("{:?}", p.stop_signal), "kill_timeout_s": p.kill_timeout_s,
                 "log_max_bytes": p.log_max_bytes, "log_keep": p.log_keep,
