@@ -62,6 +62,29 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// The part of a long source line around column `col` (1-based, in characters), with `…` where
+/// it was cut; the caret's column and width within it.
+fn window(text: &str, col: usize, width: usize) -> (String, usize, usize) {
+    const BEFORE: usize = 60;
+    const MAX: usize = 160;
+    let len = text.chars().count();
+    if len <= MAX {
+        return (text.to_string(), col, width);
+    }
+    let start = col.saturating_sub(BEFORE + 1);
+    let mut shown: String = text.chars().skip(start).take(MAX).collect();
+    let mut caret_col = col - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret_col += 1;
+    }
+    if start + MAX < len {
+        shown.push('…');
+    }
+    let width = width.min(MAX.saturating_sub(col - 1 - start)).max(1);
+    (shown, caret_col, width)
+}
+
 pub struct DiagnosticDisplay<'a> {
     diagnostic: &'a Diagnostic,
     source: Option<&'a str>,
@@ -83,13 +106,14 @@ impl fmt::Display for DiagnosticDisplay<'_> {
                     text.chars().count().saturating_sub(col - 1).max(1)
                 };
                 let gutter = line.to_string().len();
+                let (shown, caret_col, width) = window(text, col, width);
                 writeln!(f, "{:gutter$} |", "")?;
-                writeln!(f, "{line} | {text}")?;
+                writeln!(f, "{line} | {shown}")?;
                 writeln!(
                     f,
                     "{:gutter$} | {}{}",
                     "",
-                    " ".repeat(col - 1),
+                    " ".repeat(caret_col - 1),
                     "^".repeat(width)
                 )?;
             }
@@ -111,6 +135,18 @@ mod tests {
         let src = "a = 1\nname = \"é\" x\n";
         let offset = src.find('x').unwrap();
         assert_eq!(line_col(src, offset), (2, 12));
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_fault_only() {
+        let src = format!("name = \"{}\" x\n", "a".repeat(10_000_000));
+        let at = src.find(" x").unwrap() + 1;
+        let d = Diagnostic::new("p.toml", at..at + 1, "bad");
+        let shown = d.display(Some(&src)).to_string();
+        assert!(shown.len() < 1000, "{} bytes", shown.len());
+        let lines: Vec<&str> = shown.lines().collect();
+        let caret = lines[3].find('^').unwrap();
+        assert_eq!(lines[2].chars().nth(caret), Some('x'), "{shown}");
     }
 
     #[test]

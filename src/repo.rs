@@ -14,6 +14,24 @@ pub trait PlanRepo {
     fn display(&self, path: &str) -> String;
 }
 
+/// `bytes` as text; otherwise an error naming the line and column of the first byte that is
+/// not UTF-8.
+pub fn utf8(bytes: Vec<u8>) -> io::Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        let byte = e.as_bytes().get(good.len()).copied().unwrap_or(0);
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "line {line}, column {column}: byte 0x{byte:02x} is not UTF-8, expected UTF-8 text"
+            ),
+        )
+    })
+}
+
 /// The plan repo as checked out on disk.
 pub struct WorkTree {
     root: PathBuf,
@@ -73,8 +91,8 @@ impl WorkTree {
 
 impl PlanRepo for WorkTree {
     fn read(&self, path: &str) -> io::Result<Option<String>> {
-        match std::fs::read_to_string(self.root.join(path)) {
-            Ok(s) => Ok(Some(s)),
+        match std::fs::read(self.root.join(path)) {
+            Ok(bytes) => utf8(bytes).map(Some),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

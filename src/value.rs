@@ -12,7 +12,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// The value as shown in an error: escaped, and cut short when long.
 pub fn shown(text: &str) -> String {
     const MAX: usize = 60;
-    let escaped: String = text.chars().flat_map(char::escape_debug).collect();
+    // Control characters as TOML writes them, so the value can be found in the source.
+    let escaped: String = text
+        .chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            '\t' => "\\t".to_string(),
+            '\r' => "\\r".to_string(),
+            c if c.is_control() => format!("\\u{:04X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
     if escaped.chars().count() > MAX {
         let cut: String = escaped.chars().take(MAX).collect();
         format!("{cut}…")
@@ -121,7 +131,7 @@ fn no_control(text: &str, what: &str) -> Result<(), String> {
 
 fn one_line(text: &str, what: &str) -> Result<(), String> {
     no_control(text, what)?;
-    if text.chars().any(|c| c.is_control()) {
+    if text.chars().any(|c| c.is_control() && c != '\t') {
         return Err(format!(
             "{what} `{}` contains a newline or another control character, expected one line",
             shown(text)

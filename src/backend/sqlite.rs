@@ -778,6 +778,16 @@ pub fn parse_failure_detail(stderr: &str, file: &str) -> Failure {
 /// `Parse error near line 9: msg`, `Runtime error near line 2: msg (5)`,
 /// `Error: near line 9: msg` (older sqlite3), `Error: msg` -> (line of the input, msg).
 fn sqlite_error(line: &str) -> Option<(Option<u64>, String)> {
+    // What -safe refuses: `line 2: cannot run .shell in safe mode`.
+    if let Some(r) = line.strip_prefix("line ")
+        && let Some((n, msg)) = r.split_once(": ")
+        && msg.ends_with("in safe mode")
+    {
+        return Some((
+            n.parse().ok(),
+            format!("{msg} (migrations run in sqlite3 -safe: no shell, no files, no ATTACH)"),
+        ));
+    }
     let rest = ["Parse error", "Runtime error", "Error"]
         .iter()
         .find_map(|p| line.strip_prefix(p))?;
@@ -1350,6 +1360,13 @@ DB='/srv/db/app.db'
         );
         assert_eq!(sqlite_error("  CREAT TABLE c(z);"), None);
         assert_eq!(sqlite_error("Errors are fine"), None);
+        assert_eq!(
+            sqlite_error("line 12: cannot run .shell in safe mode"),
+            Some((
+                Some(12),
+                "cannot run .shell in safe mode (migrations run in sqlite3 -safe: no shell, no files, no ATTACH)".into()
+            ))
+        );
     }
 
     #[test]

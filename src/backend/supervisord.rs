@@ -10,13 +10,14 @@ pub const PIDFILE: &str = "run/supervisord.pid";
 /// written so that its INI reader keeps it whole. Arguments are one line (the value types
 /// refuse newlines); `%` is doubled (supervisord expands `%(name)s`); whitespace is never
 /// directly followed by `;` or `#` (an inline comment to that reader): the quote is closed
-/// and reopened after every whitespace character. Plain words stay bare.
+/// and reopened after every whitespace character. Plain words stay bare (the set shlex
+/// leaves bare, so program files written before keep their bytes).
 pub fn command_line(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             let plain = !a.is_empty()
                 && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_@+=:,./-".contains(c));
+                    .all(|c| c.is_ascii_alphanumeric() || "+-./:@]_".contains(c));
             if plain {
                 return a.clone();
             }

@@ -114,6 +114,7 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
     x.migrations();
     x.plan_files();
     x.host_files();
+    x.file_collisions();
     let waves = x.wave_specs();
     if !x.diags.is_empty() {
         return Err(x.diags);
@@ -880,6 +881,41 @@ impl<'a> Expander<'a> {
                 vec![],
                 origin,
             );
+        }
+    }
+
+    /// A `[[file]]` whose path another resource of its host also writes: two owners of one
+    /// file would overwrite each other on every apply.
+    fn file_collisions(&mut self) {
+        for f in &self.plan.files {
+            let path = format!("files/{}", f.path.get_ref());
+            let Some(h) = self.hosts.get(f.host.get_ref().as_str()) else {
+                continue;
+            };
+            let me = format!("file.{}", f.name.get_ref());
+            let owners: Vec<&str> = h
+                .files
+                .iter()
+                .filter(|x| x.path == path)
+                .map(|x| x.origin.resource.as_str())
+                .collect();
+            if owners.len() < 2 {
+                continue;
+            }
+            let other = owners
+                .iter()
+                .find(|o| **o != me)
+                .copied()
+                .unwrap_or(me.as_str());
+            self.diags.push(Diagnostic::new(
+                self.inputs.file,
+                f.path.span(),
+                format!(
+                    "file `{}` writes `{path}` on host `{}`, which {other} also writes; expected a path no other resource of the host writes",
+                    f.name.get_ref(),
+                    f.host.get_ref()
+                ),
+            ));
         }
     }
 

@@ -4,6 +4,7 @@ mod apply_lab;
 mod common;
 mod diff_snapshots;
 mod gates_lab;
+mod hostile_plans;
 mod lab;
 mod local_transport;
 mod migrations_lab;
