@@ -119,3 +119,123 @@ impl PlanRepo for WorkTree {
         format!("{}{path}", self.shown_root)
     }
 }
+
+/// The plan repo as a git commit holds it, read from git objects: the work tree and the index
+/// are never touched (for `rollback --to REV`).
+pub struct GitTree {
+    repo: git2::Repository,
+    tree: git2::Oid,
+    /// The full commit id REV resolved to.
+    pub commit: String,
+    /// How the operator named the revision (`phase1`, `HEAD~3`, a sha).
+    pub rev: String,
+}
+
+impl GitTree {
+    /// Opens the repository at `root` and resolves `rev` (any git revision) to its commit.
+    pub fn open(root: &Path, rev: &str) -> Result<GitTree, git2::Error> {
+        let repo = git2::Repository::open(root)?;
+        let (tree, id) = {
+            let commit = repo.revparse_single(rev)?.peel_to_commit()?;
+            (commit.tree_id(), commit.id().to_string())
+        };
+        Ok(GitTree {
+            repo,
+            tree,
+            commit: id,
+            rev: rev.to_string(),
+        })
+    }
+
+    fn entry(&self, path: &str) -> io::Result<Option<git2::Object<'_>>> {
+        let to_io = |e: git2::Error| io::Error::other(e.message().to_string());
+        let tree = self.repo.find_tree(self.tree).map_err(to_io)?;
+        if path.is_empty() || path == "." {
+            return Ok(Some(tree.into_object()));
+        }
+        match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry.to_object(&self.repo).map(Some).map_err(to_io),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+}
+
+impl PlanRepo for GitTree {
+    fn read(&self, path: &str) -> io::Result<Option<String>> {
+        match self.entry(path)?.and_then(|o| o.into_blob().ok()) {
+            Some(blob) => utf8(blob.content().to_vec()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Option<Vec<String>>> {
+        let Some(tree) = self.entry(dir)?.and_then(|o| o.into_tree().ok()) else {
+            return Ok(None);
+        };
+        let mut names: Vec<String> = tree
+            .iter()
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+            .filter_map(|e| e.name().ok().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(Some(names))
+    }
+
+    fn display(&self, path: &str) -> String {
+        let short: String = self.commit.chars().take(12).collect();
+        format!("{}@{short}:{path}", self.rev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t.invalid"])
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    #[test]
+    fn a_git_tree_reads_an_old_commit_without_touching_the_work_tree_or_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        git(d, &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(d.join("plans")).unwrap();
+        std::fs::write(d.join("plans/p.toml"), "old\n").unwrap();
+        std::fs::write(d.join("plans/only-old.toml"), "x\n").unwrap();
+        git(d, &["add", "-A"]);
+        git(d, &["commit", "-q", "-m", "one"]);
+        git(d, &["tag", "phase1"]);
+        std::fs::write(d.join("plans/p.toml"), "new\n").unwrap();
+        std::fs::remove_file(d.join("plans/only-old.toml")).unwrap();
+        git(d, &["add", "-A"]);
+        git(d, &["commit", "-q", "-m", "two"]);
+        std::fs::write(d.join("plans/p.toml"), "edited, not staged\n").unwrap();
+        let index_before = std::fs::read(d.join(".git/index")).unwrap();
+
+        let old = GitTree::open(d, "phase1").unwrap();
+        assert_eq!(old.read("plans/p.toml").unwrap().as_deref(), Some("old\n"));
+        assert_eq!(
+            old.list("plans").unwrap(),
+            Some(vec!["only-old.toml".to_string(), "p.toml".to_string()])
+        );
+        assert_eq!(old.read("plans/none.toml").unwrap(), None);
+        assert_eq!(GitTree::open(d, "HEAD~1").unwrap().commit, old.commit);
+        assert!(old.display("plans/p.toml").starts_with("phase1@"));
+
+        assert_eq!(
+            std::fs::read_to_string(d.join("plans/p.toml")).unwrap(),
+            "edited, not staged\n"
+        );
+        assert_eq!(std::fs::read(d.join(".git/index")).unwrap(), index_before);
+        assert!(GitTree::open(d, "no-such-rev").is_err());
+    }
+}
