@@ -12,9 +12,11 @@ use crate::cli::progress::{Bars, JsonLines, Lines};
 use crate::cli::{Context, Output};
 use crate::diff::HumanDiff;
 use crate::exit::Exit;
-use crate::run::apply::{ApplyError, apply};
+use crate::run::apply::{ApplyError, Job, apply, targets};
 use crate::run::events::Sink;
 use crate::run::observe::{close_all, observe_all};
+use crate::run::probe::Probes;
+use crate::transport::Host;
 
 pub struct Options {
     pub yes: bool,
@@ -70,7 +72,27 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
                 Output::Human if std::io::stderr().is_terminal() => Box::new(Bars::new()),
                 Output::Human => Box::new(Lines),
             };
-            match apply(&loaded, &observed, &changes, &commit, sink.as_ref()).await {
+            let probes = Probes {
+                hosts: observed
+                    .iter()
+                    .filter_map(|o| {
+                        let conn = o.connection.as_ref()?;
+                        let root = loaded.desired.hosts.get(&o.host)?.root.as_str();
+                        Some((o.host.clone(), (conn as &dyn Host, root)))
+                    })
+                    .collect(),
+            };
+            let servers = crate::run::streams::servers(&loaded);
+            let job = Job {
+                plan: &loaded.desired.plan,
+                waves: &loaded.desired.waves,
+                checks: loaded.desired.hosts.values().flat_map(|h| &h.checks).collect(),
+                servers: &servers,
+                commit: &commit,
+                gate: &probes,
+            };
+            let targets = targets(&loaded.desired, &observed, &changes);
+            match apply(&job, &targets, sink.as_ref()).await {
                 Ok(applied) => {
                     let secs = start.elapsed().as_secs_f64();
                     match ctx.output {

@@ -51,11 +51,7 @@ pub fn run(ctx: &Context, host: &str, yes: bool) -> anyhow::Result<Exit> {
         }
         let entry = crate::run::journal_entry(format!("unlock (was: {owner})"));
         let out = conn
-            .run(&crate::backend::apply::journaled(
-                &h.root,
-                "rm -f lock",
-                &entry,
-            ))
+            .run(crate::backend::apply::journaled(&h.root, "rm -f lock", &entry).as_str())
             .await?;
         conn.close().await;
         if !out.success() {
