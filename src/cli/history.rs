@@ -90,5 +90,5 @@ pub fn run(ctx: &Context) -> anyhow::Result<Exit> {
     if ctx.output == Output::Json {
         writeln!(out, "{}", json!({ "hosts": docs }))?;
     }
-    Ok(if all_reached { Exit::Ok } else { Exit::Error })
+    Ok(crate::exit::of_reach(all_reached))
 }

@@ -102,7 +102,7 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
             Output::Json => writeln!(out, "{}", json!({ "hosts": docs }))?,
             Output::Human => write!(out, "{text}")?,
         }
-        Ok(if all_reachable { Exit::Ok } else { Exit::Error })
+        Ok(crate::exit::of_reach(all_reachable))
     })
 }
 

@@ -817,3 +817,341 @@ fn token() -> String {
     .take(24)
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{FileAction, WaveChanges};
+    use crate::gate::Verdict;
+    use crate::plan::schema::OnFailure;
+    use crate::primitive::{FileSpec, Origin, Probe};
+    use crate::transport::fake::FakeHost;
+    use futures::future::LocalBoxFuture;
+
+    /// Fails the checks with these names, passes the others.
+    struct Gate(Vec<&'static str>);
+
+    impl GateJudge for Gate {
+        fn judge<'a>(&'a self, check: &'a Check) -> LocalBoxFuture<'a, Verdict> {
+            let failed = self.0.contains(&check.name.as_str());
+            Box::pin(async move {
+                if failed {
+                    Verdict::Fail("down".into())
+                } else {
+                    Verdict::Pass("up".into())
+                }
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Events(Mutex<Vec<Event>>);
+
+    impl Sink for Events {
+        fn event(&self, e: Event) {
+            locked(&self.0).push(e);
+        }
+    }
+
+    fn wave(name: &str, on_failure: OnFailure) -> WaveSpec {
+        WaveSpec {
+            name: name.into(),
+            max_parallel: 10,
+            on_failure,
+            gates: vec![Check {
+                name: format!("{name} gate"),
+                wave: name.into(),
+                probe: Probe::Tcp {
+                    host: "a".into(),
+                    address: "127.0.0.1".into(),
+                    port: 9,
+                },
+                timeout_ms: 0,
+                interval_ms: 0,
+            }],
+        }
+    }
+
+    /// A host whose plan writes `files/<host><n>` in wave `w<n>`, for each of `waves`.
+    struct Planned {
+        desired: HostDesired,
+        changes: HostChanges,
+    }
+
+    fn planned(host: &str, waves: &[&str]) -> Planned {
+        let path = |w: &str| format!("files/{host}{w}");
+        let desired = HostDesired {
+            root: format!("/srv/{host}"),
+            files: waves
+                .iter()
+                .map(|w| FileSpec {
+                    path: path(w),
+                    content: format!("{host} {w}\n"),
+                    mode: 0o644,
+                    secret_keys: vec![],
+                    origin: Origin {
+                        wave: w.to_string(),
+                        resource: "file".into(),
+                    },
+                })
+                .collect(),
+            ..HostDesired::default()
+        };
+        let changes = HostChanges {
+            host: host.into(),
+            waves: waves
+                .iter()
+                .map(|w| WaveChanges {
+                    wave: w.to_string(),
+                    changes: vec![Change::File {
+                        path: path(w),
+                        action: FileAction::Create,
+                        mode: Some(0o644),
+                        mode_before: None,
+                        sha256: None,
+                        sha256_before: None,
+                        diff: None,
+                    }],
+                })
+                .collect(),
+            removals: vec![],
+            problems: vec![],
+        };
+        Planned { desired, changes }
+    }
+
+    struct Run {
+        result: Result<Applied, ApplyError>,
+    }
+
+    fn run(hosts: &[(&FakeHost, &Planned)], waves: &[WaveSpec], failing: Vec<&'static str>) -> Run {
+        let streams_before = BTreeMap::new();
+        let targets: Vec<Target> = hosts
+            .iter()
+            .map(|(h, p)| Target {
+                host: *h,
+                desired: &p.desired,
+                changes: &p.changes,
+                previous: None,
+                streams_before: &streams_before,
+            })
+            .collect();
+        let commit = PlanCommit {
+            commit: Some("c0ffee".into()),
+            dirty: false,
+            dirty_files: vec![],
+        };
+        let servers = streams::Servers::new();
+        let gate = Gate(failing);
+        let job = Job {
+            plan: "plans/p.toml",
+            waves,
+            checks: vec![],
+            servers: &servers,
+            commit: &commit,
+            gate: &gate,
+        };
+        let sink = Events::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let result = rt.block_on(apply(&job, &targets, &sink));
+        Run { result }
+    }
+
+    /// The waves each script a host received belongs to: `w1`, `rollback w2`, `(finish)`...
+    fn waves_run(h: &FakeHost) -> Vec<String> {
+        h.scripts()
+            .iter()
+            .filter_map(|s| {
+                let w = s.lines().find_map(|l| l.strip_prefix("W='"))?;
+                let json = w.strip_suffix('\'')?;
+                serde_json::from_str::<String>(json).ok()
+            })
+            .collect()
+    }
+
+    /// The state.json the finish script of `h` wrote.
+    fn recorded(h: &FakeHost) -> Option<HostState> {
+        use base64::Engine as _;
+        let scripts = h.scripts();
+        let finish = scripts.iter().find(|s| s.contains("wv_write state.json"))?;
+        let body: String = finish
+            .split("wv_write state.json 0644 <<'WV_B64'\n")
+            .nth(1)?
+            .lines()
+            .take_while(|l| *l != "WV_B64")
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn files(state: &HostState) -> Vec<&str> {
+        state.files.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn a_step_failing_in_wave_k_on_one_host_undoes_wave_k_on_both_and_keeps_the_earlier_waves() {
+        let a = FakeHost::new("a");
+        let b = FakeHost::new("b").fail_step("files/bw2");
+        let (pa, pb) = (planned("a", &["w1", "w2"]), planned("b", &["w1", "w2"]));
+        let waves = [
+            wave("w1", OnFailure::Rollback),
+            wave("w2", OnFailure::Rollback),
+        ];
+        let out = run(&[(&a, &pa), (&b, &pb)], &waves, vec![]);
+        match out.result {
+            Err(ApplyError::Step {
+                host, wave, step, ..
+            }) => {
+                assert_eq!((host.as_str(), wave.as_str()), ("b", "w2"));
+                assert_eq!(step, "write files/bw2");
+            }
+            other => panic!("expected a failed step, got {other:?}"),
+        }
+        for h in [&a, &b] {
+            assert_eq!(
+                waves_run(h),
+                ["w1", "w2", "rollback w2", "(finish)"],
+                "host {}",
+                h.name()
+            );
+        }
+        let rollback = a
+            .scripts()
+            .into_iter()
+            .find(|s| s.contains("W='\"rollback w2\"'"))
+            .unwrap_or_default();
+        assert!(rollback.contains("'files/aw2'") && !rollback.contains("files/aw1"));
+        let state = recorded(&a).expect("a recorded its generation");
+        assert_eq!((state.generation, files(&state)), (1, vec!["files/aw1"]));
+        let state = recorded(&b).expect("b recorded its generation");
+        assert_eq!(files(&state), vec!["files/bw1"]);
+    }
+
+    #[test]
+    fn a_failed_gate_under_pause_keeps_the_wave_and_stops() {
+        let a = FakeHost::new("a");
+        let pa = planned("a", &["w1", "w2"]);
+        let waves = [
+            wave("w1", OnFailure::Pause),
+            wave("w2", OnFailure::Rollback),
+        ];
+        let out = run(&[(&a, &pa)], &waves, vec!["w1 gate"]);
+        assert!(matches!(
+            out.result,
+            Err(ApplyError::GateFailed { ref wave, rolled_back: false, .. }) if wave == "w1"
+        ));
+        assert_eq!(waves_run(&a), ["w1", "(finish)"]);
+        let state = recorded(&a).expect("recorded");
+        assert_eq!(files(&state), vec!["files/aw1"]);
+    }
+
+    #[test]
+    fn a_failed_gate_under_continue_goes_on_to_the_next_wave() {
+        let a = FakeHost::new("a");
+        let pa = planned("a", &["w1", "w2"]);
+        let waves = [
+            wave("w1", OnFailure::Continue),
+            wave("w2", OnFailure::Rollback),
+        ];
+        let out = run(&[(&a, &pa)], &waves, vec!["w1 gate"]);
+        let applied = out.result.expect("the apply goes on");
+        assert_eq!(applied.generations.get("a"), Some(&1));
+        assert_eq!(waves_run(&a), ["w1", "w2", "(finish)"]);
+        let state = recorded(&a).expect("recorded");
+        assert_eq!(files(&state), vec!["files/aw1", "files/aw2"]);
+    }
+
+    #[test]
+    fn a_failed_gate_under_rollback_undoes_the_wave() {
+        let a = FakeHost::new("a");
+        let pa = planned("a", &["w1", "w2"]);
+        let waves = [
+            wave("w1", OnFailure::Rollback),
+            wave("w2", OnFailure::Rollback),
+        ];
+        let out = run(&[(&a, &pa)], &waves, vec!["w2 gate"]);
+        assert!(matches!(
+            out.result,
+            Err(ApplyError::GateFailed { ref wave, rolled_back: true, .. }) if wave == "w2"
+        ));
+        assert_eq!(waves_run(&a), ["w1", "w2", "rollback w2", "(finish)"]);
+    }
+
+    #[test]
+    fn an_undo_that_fails_says_where_each_host_stands_and_exits_5() {
+        let a = FakeHost::new("a");
+        let b = FakeHost::new("b").fail_step("files/bw2").fail_undo();
+        let (pa, pb) = (planned("a", &["w1", "w2"]), planned("b", &["w1", "w2"]));
+        let waves = [
+            wave("w1", OnFailure::Rollback),
+            wave("w2", OnFailure::Rollback),
+        ];
+        let out = run(&[(&a, &pa), (&b, &pb)], &waves, vec![]);
+        match out.result {
+            Err(ApplyError::UndoFailed {
+                cause,
+                failures,
+                standings,
+            }) => {
+                assert!(matches!(*cause, ApplyError::Step { .. }));
+                assert_eq!(failures.len(), 1);
+                assert_eq!(
+                    failures[0].to_string(),
+                    "b: `restore files/bw2` failed: b: step 1 failed as told"
+                );
+                assert_eq!(
+                    standings,
+                    vec![
+                        Standing {
+                            host: "a".into(),
+                            holds: vec!["w1".into()],
+                            between: None
+                        },
+                        Standing {
+                            host: "b".into(),
+                            holds: vec!["w1".into()],
+                            between: Some("w2".into())
+                        },
+                    ]
+                );
+            }
+            other => panic!("expected UndoFailed, got {other:?}"),
+        }
+        let out = run(&[(&a, &pa), (&b, &pb)], &waves, vec![]);
+        let e = anyhow::Error::from(out.result.expect_err("the apply must fail"));
+        assert_eq!(crate::exit::of_error(&e), crate::exit::Exit::RollbackFailed);
+        assert!(e.to_string().contains(
+            "where the hosts stand: a holds wave w1; b holds wave w1 and is between states in wave w2 (its undo failed)"
+        ));
+    }
+
+    #[test]
+    fn a_held_lock_stops_the_apply_before_anything_runs() {
+        use base64::Engine as _;
+        let lock = Lock {
+            operator: "ghost".into(),
+            machine: "gone".into(),
+            pid: 1,
+            started_at: "then".into(),
+            commit: None,
+            token: "x".into(),
+        };
+        let held = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&lock).unwrap_or_default());
+        let a = FakeHost::new("a");
+        let b = FakeHost::new("b").answer("set -C;", 0, &format!("held {held}\n"));
+        let (pa, pb) = (planned("a", &["w1"]), planned("b", &["w1"]));
+        let out = run(
+            &[(&a, &pa), (&b, &pb)],
+            &[wave("w1", OnFailure::Rollback)],
+            vec![],
+        );
+        assert!(matches!(out.result, Err(ApplyError::Locked { ref host, .. }) if host == "b"));
+        assert!(waves_run(&a).is_empty() && waves_run(&b).is_empty());
+    }
+}
