@@ -277,6 +277,24 @@ pub fn unlock_script(root: &str, token: &str) -> Script {
     s
 }
 
+/// Prints the host's lock in base64, or nothing when there is none.
+pub fn read_lock_script(root: &str) -> Script {
+    let mut s = Script::new();
+    s.raw("cd")
+        .arg(root)
+        .raw(" 2>/dev/null && [ -f lock ] && base64 -w0 lock; true\n");
+    s
+}
+
+/// Prints `gen <base64>` for each generation the host recorded.
+pub fn generations_script(root: &str) -> Script {
+    let mut s = Script::new();
+    s.raw("cd")
+        .arg(root)
+        .raw(" 2>/dev/null || exit 0\nfor f in generations/*.json; do [ -f \"$f\" ] && printf 'gen %s\\n' \"$(base64 -w0 \"$f\")\"; done; true\n");
+    s
+}
+
 /// Whether `changes` write or delete the supervisor program file of `name`: then supervisord's
 /// `update` restarts (or removes) the program by itself.
 fn program_file_changes(changes: &[Change], name: &str) -> bool {
@@ -631,6 +649,15 @@ mod tests {
     #[test]
     fn unlock_script_removes_only_its_own_lock() {
         insta::assert_snapshot!(unlock_script("/srv/wv root", "t0k").as_str());
+    }
+
+    #[test]
+    fn read_lock_and_generations_scripts_read_in_the_root() {
+        insta::assert_snapshot!(format!(
+            "{}{}",
+            read_lock_script("/srv/it's"),
+            generations_script("/srv/it's")
+        ));
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 Ok(r) => {
                     let generation = r.state.as_ref().map(|s| s.generation);
                     let commit = r.state.as_ref().and_then(|s| s.commit.clone());
-                    let short = commit.as_deref().map_or("-".to_string(), |c| c[..c.len().min(10)].to_string());
+                    let short = commit.as_deref().map_or("-".to_string(), |c| c.chars().take(10).collect());
                     let _ = writeln!(
                         text,
                         "{}: reachable, generation {}, commit {short}, drift {}{}",

@@ -1130,6 +1130,21 @@ mod tests {
         ));
     }
 
+    /// Regression: a commit read from a host was cut at byte 12, which panics inside a
+    /// multi-byte character.
+    #[test]
+    fn a_lock_with_a_non_ascii_commit_is_shown_without_panicking() {
+        let lock = Lock {
+            operator: "o".into(),
+            machine: "m".into(),
+            pid: 1,
+            started_at: "t".into(),
+            commit: Some("ééééééééééééé".into()),
+            token: "x".into(),
+        };
+        assert!(lock.to_string().ends_with(", commit éééééééééééé"));
+    }
+
     #[test]
     fn a_held_lock_stops_the_apply_before_anything_runs() {
         use base64::Engine as _;
