@@ -50,7 +50,9 @@ impl std::fmt::Display for Lock {
             self.operator, self.pid, self.machine, self.started_at
         )?;
         if let Some(c) = &self.commit {
-            write!(f, ", commit {}", &c[..c.len().min(12)])?;
+            // Read from a host: characters, not bytes (a byte index can split one).
+            let short: String = c.chars().take(12).collect();
+            write!(f, ", commit {short}")?;
         }
         Ok(())
     }

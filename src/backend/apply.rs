@@ -1,28 +1,143 @@
 //! The apply steps as shell scripts: take the lock, apply one wave's changes on a host (atomic
 //! writes with the previous bytes kept in `backups/<generation>/`, supervisord programs), undo
-//! what left the plan, and record the new generation. Every step appends a journal line.
+//! a wave, and record the new generation. Every step appends a journal line. Each builder
+//! returns the script with the typed list of its steps, and the parser of what the script
+//! prints (`step N`, `failed N`) lives here too: `run/` sees only `Progress`.
 
-use std::fmt::Write as _;
+use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
 
-use crate::backend::sh_quote;
+use crate::backend::script::Script;
 use crate::backend::sqlite;
 use crate::backend::supervisord::{CONF, PIDFILE};
 use crate::diff::{Change, FileAction, MigrationAction, ProcessAction};
-
-/// Step labels of migrations: `apply migration DB FILE`, `revert migration DB FILE`.
-pub const APPLY_PREFIX: &str = "apply migration ";
-pub const REVERT_PREFIX: &str = "revert migration ";
 use crate::primitive::HostDesired;
 use crate::state::{HostState, Lock};
 
-/// Functions every apply script starts with. `G` is the generation being made, `W` the wave.
+/// One step of an apply script, as the executor and the progress display see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    WriteFile { path: String },
+    Chmod { path: String, mode: u32 },
+    Delete { path: String },
+    ApplyMigration { db: String, id: u32, file: String },
+    RevertMigration { db: String, id: u32, file: String },
+    SupervisordUpdate,
+    Restart { name: String },
+    Start { name: String },
+    Stop { name: String },
+    WaitRunning,
+    RecordGeneration,
+    Restore { path: String },
+}
+
+/// The step's label, as progress, errors and the host's journal show it.
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::WriteFile { path } => write!(f, "write {path}"),
+            Step::Chmod { path, mode } => write!(f, "chmod {mode:04o} {path}"),
+            Step::Delete { path } => write!(f, "delete {path}"),
+            Step::ApplyMigration { db, file, .. } => write!(f, "apply migration {db} {file}"),
+            Step::RevertMigration { db, file, .. } => write!(f, "revert migration {db} {file}"),
+            Step::SupervisordUpdate => f.write_str("supervisord update"),
+            Step::Restart { name } => write!(f, "restart {name}"),
+            Step::Start { name } => write!(f, "start {name}"),
+            Step::Stop { name } => write!(f, "stop {name}"),
+            Step::WaitRunning => f.write_str("wait for processes to run"),
+            Step::RecordGeneration => f.write_str("record generation"),
+            Step::Restore { path } => write!(f, "restore {path}"),
+        }
+    }
+}
+
+/// What a line printed by an apply script says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    Done(Step),
+    /// The script stopped in this step (`None`: before its first step).
+    Failed(Option<Step>),
+}
+
+/// Why a script stopped: the step it was in and the host's message for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub step: Option<Step>,
+    pub message: String,
+}
+
+impl Failure {
+    /// The step's label, `start` when the script stopped before its first step.
+    pub fn label(&self) -> String {
+        self.step
+            .as_ref()
+            .map_or_else(|| "start".to_string(), Step::to_string)
+    }
+}
+
+/// A script with the steps it runs, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub script: Script,
+    pub steps: Vec<Step>,
+}
+
+impl Built {
+    /// What one stdout line of the script says, if it is a progress line.
+    pub fn progress(&self, line: &str) -> Option<Progress> {
+        let (word, n) = line.split_once(' ')?;
+        let n: usize = n.trim().parse().ok()?;
+        let step = n.checked_sub(1).and_then(|i| self.steps.get(i)).cloned();
+        match word {
+            "step" => step.map(Progress::Done),
+            "failed" => Some(Progress::Failed(step)),
+            _ => None,
+        }
+    }
+
+    /// Where and why the script failed, from everything it printed.
+    pub fn failure(&self, stdout: &str, stderr: &str) -> Failure {
+        let step = stdout
+            .lines()
+            .rev()
+            .find_map(|l| match self.progress(l) {
+                Some(Progress::Failed(s)) => Some(s),
+                _ => None,
+            })
+            .flatten();
+        let message = match &step {
+            // SQLite's error, mapped to the migration file and its line.
+            Some(Step::ApplyMigration { file, .. } | Step::RevertMigration { file, .. }) => {
+                sqlite::parse_failure(stderr, file)
+            }
+            _ => last_line(stderr).to_string(),
+        };
+        Failure { step, message }
+    }
+}
+
+/// The last line of a host's message, `(no message)` when it said nothing.
+pub fn last_line(stderr: &str) -> &str {
+    stderr.trim().lines().last().unwrap_or("(no message)")
+}
+
+/// The progress lines a script prints for step `n` (1-based; 0 is before the first step):
+/// for fakes that play a host.
+pub fn done_line(n: usize) -> String {
+    format!("step {n}")
+}
+
+pub fn failed_line(n: usize) -> String {
+    format!("failed {n}")
+}
+
+/// Functions every apply script starts with. `G` is the generation being made, `W` the wave
+/// (as a JSON string), `WV_STEP` the number of the step running. The paths are those of
+/// `supervisord::{CONF, PIDFILE}` (a test holds them equal).
 const PRELUDE: &str = r#"set -eu
 umask 022
-WV_STEP=start
+WV_STEP=0
 trap 'rc=$?; [ "$rc" -eq 0 ] || printf "failed %s\n" "$WV_STEP"' EXIT
 mkdir -p files logs run data "backups/$G"
 wv_journal() {
@@ -49,26 +164,26 @@ wv_write() {
   sync "$d"
 }
 wv_supervisord() {
-  if [ -f PIDFILE ] && kill -0 "$(cat PIDFILE)" 2>/dev/null; then return 0; fi
-  supervisord -c "$PWD/CONF" </dev/null >/dev/null 2>&1
+  if [ -f run/supervisord.pid ] && kill -0 "$(cat run/supervisord.pid)" 2>/dev/null; then return 0; fi
+  supervisord -c "$PWD/files/supervisor/supervisord.conf" </dev/null >/dev/null 2>&1
   i=0
-  until supervisorctl -c CONF pid >/dev/null 2>&1; do
+  until supervisorctl -c files/supervisor/supervisord.conf pid >/dev/null 2>&1; do
     i=$((i + 1)); [ "$i" -lt 100 ] || { echo "supervisord did not start; see $PWD/logs/supervisord.log" >&2; return 1; }
     sleep 0.1
   done
 }
 wv_update() {
   wv_supervisord
-  supervisorctl -c CONF reread >/dev/null
-  supervisorctl -c CONF update
+  supervisorctl -c files/supervisor/supervisord.conf reread >/dev/null
+  supervisorctl -c files/supervisor/supervisord.conf update
 }
 wv_wait_running() {
   end=$(( $(date +%s) + 30 ))
   while :; do
-    st=$(supervisorctl -c CONF status 2>/dev/null || true)
+    st=$(supervisorctl -c files/supervisor/supervisord.conf status 2>/dev/null || true)
     bad=""
     for n in "$@"; do
-      line=$(printf '%s\n' "$st" | grep "^$n " || true)
+      line=$(printf '%s\n' "$st" | n="$n" awk '$1 == ENVIRON["n"]' || true)
       case "$line" in
         *" RUNNING "*) ;;
         *" FATAL "*) echo "$n could not start (FATAL: it exits too quickly); see $PWD/logs/$n.log" >&2; return 1 ;;
@@ -82,38 +197,102 @@ wv_wait_running() {
 }
 "#;
 
-fn prelude() -> String {
-    PRELUDE.replace("PIDFILE", PIDFILE).replace("CONF", CONF)
+/// The header of a step script: root, generation, wave (a JSON string, so the journal lines
+/// stay JSON for any name), then the prelude.
+fn header(s: &mut Script, root: &str, generation: u64, wave: &str) {
+    s.set("R", root)
+        .raw("cd \"$R\"\nG=")
+        .num(generation)
+        .raw("\n")
+        .set("W", json!(wave).to_string())
+        .raw(PRELUDE);
+}
+
+/// What the lock script answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockReply {
+    Locked,
+    /// Another apply holds the lock.
+    Held(Lock),
+    /// Neither: the lock could not be taken (the message is on stderr) or is unreadable.
+    Refused,
 }
 
 /// Takes the host's lock if free; prints `locked`, or `held <base64 of the lock>`.
-pub fn lock_script(root: &str, lock: &Lock) -> String {
-    let body = serde_json::to_string(lock).unwrap_or_default();
-    format!(
-        "R={root}\nmkdir -p \"$R\" && cd \"$R\" || exit 3\nif ( set -C; cat > lock ) 2>/dev/null <<'WV_LOCK'\n{body}\nWV_LOCK\nthen echo locked; else printf 'held %s\\n' \"$(base64 -w0 lock)\"; fi\n",
-        root = sh_quote(root)
-    )
+pub fn lock_script(root: &str, lock: &Lock) -> Script {
+    let mut body = serde_json::to_string(lock).unwrap_or_default();
+    body.push('\n');
+    let mut s = Script::new();
+    s.set("R", root)
+        .raw("mkdir -p \"$R\" && cd \"$R\" || exit 3\nif ( set -C; base64 -d > lock ) 2>/dev/null")
+        .base64_stdin(body.as_bytes())
+        .raw("then echo locked; else printf 'held %s\\n' \"$(base64 -w0 lock)\"; fi\n");
+    s
+}
+
+pub fn parse_lock_reply(stdout: &str) -> LockReply {
+    use base64::Engine as _;
+    let text = stdout.trim();
+    if text == "locked" {
+        return LockReply::Locked;
+    }
+    text.strip_prefix("held ")
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .map_or(LockReply::Refused, LockReply::Held)
 }
 
 /// `script` run in the host's root and, when it succeeds, `entry` appended to the host's
 /// journal: for the steps decided on the operator's side (migration decisions, reverts,
 /// unlock).
-pub fn journaled(root: &str, script: &str, entry: &serde_json::Value) -> String {
-    format!(
-        "cd {} || exit 1\n( {} ) || exit 1\nprintf '%s\\n' {} >> journal.jsonl\n",
-        sh_quote(root),
-        script.trim_end(),
-        sh_quote(&entry.to_string())
-    )
+pub fn journaled(root: &str, script: &str, entry: &serde_json::Value) -> Script {
+    let mut s = Script::new();
+    s.raw("cd").arg(root).raw(" || exit 1\n");
+    subshell(&mut s, script);
+    s.raw(" || exit 1\nprintf '%s\\n'")
+        .arg(entry.to_string())
+        .raw(" >> journal.jsonl\n");
+    s
+}
+
+/// The text of another builder (sqlite's, which returns a `String`) run in a subshell, as one
+/// quoted word handed to `eval`: nothing in it can end its carrier or leak into this script.
+/// (When the sqlite builders return a `Script`, this becomes `( ` + append + ` )`.)
+fn subshell(s: &mut Script, text: &str) {
+    s.raw("( eval").arg(text.trim_end()).raw(" )");
 }
 
 /// Removes the lock if it is still the one with `token`.
-pub fn unlock_script(root: &str, token: &str) -> String {
-    format!(
-        "cd {} 2>/dev/null || exit 0\ngrep -qF {} lock 2>/dev/null && rm -f lock\nexit 0\n",
-        sh_quote(root),
-        sh_quote(&format!("\"token\":\"{token}\""))
-    )
+pub fn unlock_script(root: &str, token: &str) -> Script {
+    let mut s = Script::new();
+    s.raw("cd")
+        .arg(root)
+        .raw(" 2>/dev/null || exit 0\ngrep -qF")
+        .arg(format!("\"token\":{}", json!(token)))
+        .raw(" lock 2>/dev/null && rm -f lock\nexit 0\n");
+    s
+}
+
+/// Prints the host's lock in base64, or nothing when there is none.
+pub fn read_lock_script(root: &str) -> Script {
+    let mut s = Script::new();
+    s.raw("cd")
+        .arg(root)
+        .raw(" 2>/dev/null && [ -f lock ] && base64 -w0 lock; true\n");
+    s
+}
+
+/// Prints `gen <base64>` for each generation the host recorded.
+pub fn generations_script(root: &str) -> Script {
+    let mut s = Script::new();
+    s.raw("cd")
+        .arg(root)
+        .raw(" 2>/dev/null || exit 0\nfor f in generations/*.json; do [ -f \"$f\" ] && printf 'gen %s\\n' \"$(base64 -w0 \"$f\")\"; done; true\n");
+    s
 }
 
 /// Whether `changes` write or delete the supervisor program file of `name`: then supervisord's
@@ -132,35 +311,47 @@ fn supervisor_files_change(changes: &[Change]) -> bool {
         .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")))
 }
 
-/// One numbered step of a script: its description (for progress) and its shell text.
+/// The numbered steps of a script: each sets `WV_STEP`, runs its body, journals itself and
+/// prints `step N`.
+#[derive(Default)]
 struct Steps {
-    text: String,
-    count: usize,
+    script: Script,
+    steps: Vec<Step>,
 }
 
 impl Steps {
-    fn new() -> Self {
-        Steps {
-            text: String::new(),
-            count: 0,
-        }
+    fn step(&mut self, step: Step, body: impl FnOnce(&mut Script)) {
+        let label = json!(step.to_string()).to_string();
+        self.steps.push(step);
+        let n = self.steps.len() as u64;
+        self.script.raw("WV_STEP=").num(n).raw("\n");
+        body(&mut self.script);
+        self.script
+            .raw("wv_journal")
+            .arg(label)
+            .raw(" ok\necho step ")
+            .num(n)
+            .raw("\n");
     }
 
-    fn step(&mut self, what: &str, body: &str) {
-        self.count += 1;
-        let label = json!(what).to_string();
-        let _ = writeln!(self.text, "WV_STEP={}", sh_quote(what));
-        self.text.push_str(body);
-        if !body.ends_with('\n') {
-            self.text.push('\n');
+    fn build(self, mut head: Script) -> Built {
+        head.append(&self.script);
+        Built {
+            script: head,
+            steps: self.steps,
         }
-        let _ = writeln!(self.text, "wv_journal {} ok", sh_quote(&label));
-        let _ = writeln!(self.text, "printf 'step %s\\n' {}", sh_quote(what));
     }
 }
 
+fn supervisorctl<'s>(s: &'s mut Script, verb: &'static str, name: &str) -> &'s mut Script {
+    s.raw("wv_supervisord\nsupervisorctl -c ")
+        .raw(CONF)
+        .raw(" ")
+        .raw(verb)
+        .arg(name)
+}
+
 /// The script applying `changes` (one wave's, or the removals) on a host.
-/// Returns the script and its number of steps.
 pub fn wave_script(
     root: &str,
     generation: u64,
@@ -168,8 +359,8 @@ pub fn wave_script(
     wave: &str,
     desired: &HostDesired,
     changes: &[Change],
-) -> (String, usize) {
-    let mut s = Steps::new();
+) -> Built {
+    let mut s = Steps::default();
     // Files first: programs read them when they start.
     for c in changes {
         let Change::File {
@@ -183,27 +374,39 @@ pub fn wave_script(
                 let Some(f) = desired.files.iter().find(|f| &f.path == path) else {
                     continue;
                 };
-                let encoded = B64.encode(f.content.as_bytes());
-                let mut body = format!("wv_write {} {:04o} <<'WV_EOF'\n", sh_quote(path), f.mode);
-                for chunk in encoded.as_bytes().chunks(76) {
-                    body.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-                    body.push('\n');
-                }
-                body.push_str("WV_EOF\n");
-                s.step(&format!("write {path}"), &body);
+                s.step(Step::WriteFile { path: path.clone() }, |b| {
+                    b.raw("wv_write")
+                        .arg(path)
+                        .raw(" ")
+                        .word(format!("{:04o}", f.mode))
+                        .base64_stdin(f.content.as_bytes());
+                });
             }
             FileAction::Chmod => {
                 let m = mode.unwrap_or(0o644);
                 s.step(
-                    &format!("chmod {m:04o} {path}"),
-                    &format!("wv_backup {p}\nchmod {m:04o} {p}\n", p = sh_quote(path)),
+                    Step::Chmod {
+                        path: path.clone(),
+                        mode: m,
+                    },
+                    |b| {
+                        b.raw("wv_backup")
+                            .arg(path)
+                            .raw("\nchmod ")
+                            .word(format!("{m:04o}"))
+                            .arg(path)
+                            .raw("\n");
+                    },
                 );
             }
             FileAction::Delete => {
-                s.step(
-                    &format!("delete {path}"),
-                    &format!("wv_backup {p}\nrm -f {p}\n", p = sh_quote(path)),
-                );
+                s.step(Step::Delete { path: path.clone() }, |b| {
+                    b.raw("wv_backup")
+                        .arg(path)
+                        .raw("\nrm -f")
+                        .arg(path)
+                        .raw("\n");
+                });
             }
         }
     }
@@ -225,140 +428,133 @@ pub fn wave_script(
         let path = crate::backend::observe::absolute(root, &db.path);
         match action {
             MigrationAction::Revert => {
-                let label = format!(
-                    "{REVERT_PREFIX}{database} {}",
-                    sqlite::down_file_name(*id, name)
-                );
-                s.step(
-                    &label,
-                    &format!("( {} )\n", sqlite::revert_script(&path, *id).trim_end()),
-                );
+                let step = Step::RevertMigration {
+                    db: database.clone(),
+                    id: *id,
+                    file: sqlite::down_file_name(*id, name),
+                };
+                s.step(step, |b| {
+                    subshell(b, &sqlite::revert_script(&path, *id));
+                    b.raw("\n");
+                });
             }
             MigrationAction::Apply => {
                 let Some(m) = db.migrations.iter().find(|m| m.id == *id) else {
                     continue;
                 };
-                let label = format!(
-                    "{APPLY_PREFIX}{database} {}",
-                    sqlite::up_file_name(*id, name)
-                );
-                s.step(
-                    &label,
-                    &format!(
-                        "( {} )\n",
-                        sqlite::apply_script(&path, m, generation, commit).trim_end()
-                    ),
-                );
+                let step = Step::ApplyMigration {
+                    db: database.clone(),
+                    id: *id,
+                    file: sqlite::up_file_name(*id, name),
+                };
+                s.step(step, |b| {
+                    subshell(b, &sqlite::apply_script(&path, m, generation, commit));
+                    b.raw("\n");
+                });
             }
         }
     }
     let program_changed = |name: &str| program_file_changes(changes, name);
-    let processes: Vec<(&String, &ProcessAction)> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Process { name, action, .. } => Some((name, action)),
-            _ => None,
-        })
-        .collect();
     if supervisor_files_change(changes) {
         // `update` adds new programs, restarts those whose program file changed and stops and
         // removes those whose file is gone.
-        s.step("supervisord update", "wv_update\n");
+        s.step(Step::SupervisordUpdate, |b| {
+            b.raw("wv_update\n");
+        });
     }
     let mut wait = Vec::new();
-    for (name, action) in processes {
+    for c in changes {
+        let Change::Process { name, action, .. } = c else {
+            continue;
+        };
         match action {
             ProcessAction::Restart if !program_changed(name) => {
-                s.step(
-                    &format!("restart {name}"),
-                    &format!(
-                        "wv_supervisord\nsupervisorctl -c {CONF} restart {}\n",
-                        sh_quote(name)
-                    ),
-                );
-                wait.push(name.clone());
+                s.step(Step::Restart { name: name.clone() }, |b| {
+                    supervisorctl(b, "restart", name).raw("\n");
+                });
+                wait.push(name);
             }
             // A new program file: `update` added and started it.
-            ProcessAction::Start if program_changed(name) => wait.push(name.clone()),
+            ProcessAction::Start if program_changed(name) => wait.push(name),
             ProcessAction::Start => {
-                s.step(&format!("start {name}"), &format!("wv_supervisord\nsupervisorctl -c {CONF} start {} | grep -v 'already started' || true\n", sh_quote(name)));
-                wait.push(name.clone());
+                s.step(Step::Start { name: name.clone() }, |b| {
+                    supervisorctl(b, "start", name).raw(" | grep -v 'already started' || true\n");
+                });
+                wait.push(name);
             }
-            ProcessAction::Restart => wait.push(name.clone()),
+            ProcessAction::Restart => wait.push(name),
             ProcessAction::StopAndRemove => {}
         }
     }
     if !wait.is_empty() {
-        let names: Vec<String> = wait.iter().map(|n| sh_quote(n)).collect();
-        s.step(
-            "wait for processes to run",
-            &format!("wv_wait_running {}\n", names.join(" ")),
-        );
+        s.step(Step::WaitRunning, |b| {
+            b.raw("wv_wait_running");
+            for n in &wait {
+                b.arg(n);
+            }
+            b.raw("\n");
+        });
     }
-    let header = format!(
-        "R={}\ncd \"$R\"\nG={generation}\nW={}\n",
-        sh_quote(root),
-        sh_quote(&json!(wave).to_string())
-    );
-    (format!("{header}{}{}", prelude(), s.text), s.count)
+    let mut head = Script::new();
+    header(&mut head, root, generation, wave);
+    s.build(head)
 }
 
 /// Records the new generation (state.json and generations/<N>.json) and releases the lock.
-pub fn finish_script(root: &str, state: &HostState, token: &str) -> String {
+pub fn finish_script(root: &str, state: &HostState, token: &str) -> Built {
     let body = serde_json::to_string_pretty(state).unwrap_or_default();
-    let encoded = B64.encode(body.as_bytes());
-    let header = format!(
-        "R={}\ncd \"$R\"\nG={}\nW='\"(finish)\"'\n",
-        sh_quote(root),
-        state.generation
-    );
-    let mut s = Steps::new();
-    s.step(
-        "record generation",
-        &format!(
-            "wv_write state.json 0644 <<'WV_EOF'\n{encoded}\nWV_EOF\nmkdir -p generations\ncp -p state.json \"generations/$G.json\"\n"
-        ),
-    );
-    format!(
-        "{header}{}{}{}",
-        prelude(),
-        s.text,
-        unlock_script(root, token)
-    )
+    let mut s = Steps::default();
+    s.step(Step::RecordGeneration, |b| {
+        b.raw("wv_write state.json 0644")
+            .base64_stdin(body.as_bytes())
+            .raw("mkdir -p generations\ncp -p state.json \"generations/$G.json\"\n");
+    });
+    s.script.append(&unlock_script(root, token));
+    let mut head = Script::new();
+    header(&mut head, root, state.generation, "(finish)");
+    s.build(head)
 }
 
 /// Undoes one wave's `changes` on a host after a failed step or gate: every file back to the
 /// bytes kept in `backups/<generation>/` (or removed when the generation created it),
 /// supervisord reloaded, and the programs it restarted restarted again on the old files.
-/// Migrations and streams are undone by the caller. Returns the script and its step count.
-pub fn rollback_script(
-    root: &str,
-    generation: u64,
-    wave: &str,
-    changes: &[Change],
-) -> (String, usize) {
-    let mut s = Steps::new();
+/// Migrations and streams are undone by the caller.
+pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Change]) -> Built {
+    let mut s = Steps::default();
     for c in changes.iter().rev() {
         let Change::File { path, .. } = c else {
             continue;
         };
-        let p = sh_quote(path);
-        s.step(
-            &format!("restore {path}"),
-            &format!(
-                "if [ -e \"backups/$G/\"{p} ]; then\n  t={p}.wv-tmp.$$\n  cp -p \"backups/$G/\"{p} \"$t\"\n  sync \"$t\"\n  mv -f \"$t\" {p}\nelif grep -qxF {p} \"backups/$G/created\" 2>/dev/null; then\n  rm -f {p}\nfi\n"
-            ),
-        );
+        s.step(Step::Restore { path: path.clone() }, |b| {
+            b.raw("if [ -e \"backups/$G/\"")
+                .word(path)
+                .raw(" ]; then\n  t=")
+                .word(path)
+                .raw(".wv-tmp.$$\n  cp -p \"backups/$G/\"")
+                .word(path)
+                .raw(" \"$t\"\n  sync \"$t\"\n  mv -f \"$t\"")
+                .arg(path)
+                .raw("\nelif grep -qxF")
+                .arg(path)
+                .raw(" \"backups/$G/created\" 2>/dev/null; then\n  rm -f")
+                .arg(path)
+                .raw("\nfi\n");
+        });
     }
     if supervisor_files_change(changes) {
         // When this wave created supervisord's own config, no program ran before it: stop
         // supervisord (and with it its programs) instead of reloading a config that is gone.
-        s.step(
-            "supervisord update",
-            &format!(
-                "if [ -f {CONF} ]; then\n  wv_update\nelif [ -f {PIDFILE} ] && kill -0 \"$(cat {PIDFILE})\" 2>/dev/null; then\n  p=$(cat {PIDFILE})\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n"
-            ),
-        );
+        s.step(Step::SupervisordUpdate, |b| {
+            b.raw("if [ -f ")
+                .raw(CONF)
+                .raw(" ]; then\n  wv_update\nelif [ -f ")
+                .raw(PIDFILE)
+                .raw(" ] && kill -0 \"$(cat ")
+                .raw(PIDFILE)
+                .raw(")\" 2>/dev/null; then\n  p=$(cat ")
+                .raw(PIDFILE)
+                .raw(")\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n");
+        });
     }
     for c in changes {
         let Change::Process { name, action, .. } = c else {
@@ -367,100 +563,292 @@ pub fn rollback_script(
         if program_file_changes(changes, name) {
             continue;
         }
-        let n = sh_quote(name);
         match action {
-            ProcessAction::Restart => s.step(
-                &format!("restart {name}"),
-                &format!("wv_supervisord\nsupervisorctl -c {CONF} restart {n}\n"),
-            ),
+            ProcessAction::Restart => s.step(Step::Restart { name: name.clone() }, |b| {
+                supervisorctl(b, "restart", name).raw("\n");
+            }),
             // It was down before the wave started it.
-            ProcessAction::Start => s.step(
-                &format!("stop {name}"),
-                &format!("wv_supervisord\nsupervisorctl -c {CONF} stop {n} || true\n"),
-            ),
+            ProcessAction::Start => s.step(Step::Stop { name: name.clone() }, |b| {
+                supervisorctl(b, "stop", name).raw(" || true\n");
+            }),
             ProcessAction::StopAndRemove => {}
         }
     }
-    let header = format!(
-        "R={}\ncd \"$R\"\nG={generation}\nW={}\n",
-        sh_quote(root),
-        sh_quote(&json!(format!("rollback {wave}")).to_string())
-    );
-    (format!("{header}{}{}", prelude(), s.text), s.count)
+    let mut head = Script::new();
+    header(&mut head, root, generation, &format!("rollback {wave}"));
+    s.build(head)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::primitive::{FileSpec, Origin};
 
-    #[test]
-    fn a_journaled_step_runs_in_the_root_and_is_recorded_only_when_it_succeeds() {
-        let entry = serde_json::json!({ "step": "unlock" });
-        assert_eq!(
-            journaled("/r", "rm -f lock", &entry),
-            "cd '/r' || exit 1\n( rm -f lock ) || exit 1\nprintf '%s\\n' '{\"step\":\"unlock\"}' >> journal.jsonl\n"
-        );
+    fn file(path: &str, action: FileAction) -> Change {
+        Change::File {
+            path: path.into(),
+            action,
+            mode: Some(0o600),
+            mode_before: Some(0o644),
+            sha256: None,
+            sha256_before: None,
+            diff: None,
+        }
     }
 
-    #[test]
-    fn lock_script_creates_the_lock_exclusively() {
-        let lock = Lock {
+    fn process(name: &str, action: ProcessAction) -> Change {
+        Change::Process {
+            name: name.into(),
+            action,
+            reason: String::new(),
+        }
+    }
+
+    fn spec(path: &str, content: &str) -> FileSpec {
+        FileSpec {
+            path: path.into(),
+            content: content.into(),
+            mode: 0o644,
+            secret_keys: vec![],
+            origin: Origin {
+                wave: "w".into(),
+                resource: "process.a".into(),
+            },
+        }
+    }
+
+    fn lock() -> Lock {
+        Lock {
             operator: "ops".into(),
             machine: "laptop".into(),
             pid: 7,
             started_at: "2026-11-23T00:00:00Z".into(),
             commit: None,
             token: "t0k".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_prelude_names_the_supervisor_paths_of_the_backend() {
+        assert!(PRELUDE.contains(&format!("-c \"$PWD/{CONF}\"")));
+        assert!(PRELUDE.contains(&format!("[ -f {PIDFILE} ]")));
+        assert_eq!(PRELUDE.matches("files/supervisor/").count(), 5);
+    }
+
+    #[test]
+    fn a_journaled_step_runs_in_the_root_and_is_recorded_only_when_it_succeeds() {
+        let entry = serde_json::json!({ "step": "unlock" });
+        insta::assert_snapshot!(journaled("/r", "rm -f lock", &entry).as_str());
+    }
+
+    #[test]
+    fn lock_script_creates_the_lock_exclusively() {
+        insta::assert_snapshot!(lock_script("/srv/wv root", &lock()).as_str());
+    }
+
+    #[test]
+    fn unlock_script_removes_only_its_own_lock() {
+        insta::assert_snapshot!(unlock_script("/srv/wv root", "t0k").as_str());
+    }
+
+    #[test]
+    fn read_lock_and_generations_scripts_read_in_the_root() {
+        insta::assert_snapshot!(format!(
+            "{}{}",
+            read_lock_script("/srv/it's"),
+            generations_script("/srv/it's")
+        ));
+    }
+
+    #[test]
+    fn a_lock_reply_is_locked_held_or_refused() {
+        use base64::Engine as _;
+        assert_eq!(parse_lock_reply("locked\n"), LockReply::Locked);
+        let held = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_string(&lock()).unwrap_or_default());
         assert_eq!(
-            lock_script("/srv/wv root", &lock),
-            "R='/srv/wv root'\nmkdir -p \"$R\" && cd \"$R\" || exit 3\nif ( set -C; cat > lock ) 2>/dev/null <<'WV_LOCK'\n{\"operator\":\"ops\",\"machine\":\"laptop\",\"pid\":7,\"started_at\":\"2026-11-23T00:00:00Z\",\"commit\":null,\"token\":\"t0k\"}\nWV_LOCK\nthen echo locked; else printf 'held %s\\n' \"$(base64 -w0 lock)\"; fi\n"
+            parse_lock_reply(&format!("held {held}\n")),
+            LockReply::Held(lock())
         );
+        assert_eq!(parse_lock_reply("held !!\n"), LockReply::Refused);
+        assert_eq!(parse_lock_reply(""), LockReply::Refused);
     }
 
     #[test]
     fn a_restart_whose_program_file_changed_is_left_to_update() {
         let changes = vec![
-            Change::File {
-                path: "files/supervisor/programs/a.conf".into(),
-                action: FileAction::Update,
-                mode: Some(0o644),
-                mode_before: Some(0o644),
-                sha256: None,
-                sha256_before: None,
-                diff: None,
-            },
-            Change::Process {
-                name: "a".into(),
-                action: ProcessAction::Restart,
-                reason: String::new(),
-            },
-            Change::Process {
-                name: "b".into(),
-                action: ProcessAction::Restart,
-                reason: String::new(),
-            },
+            file("files/supervisor/programs/a.conf", FileAction::Update),
+            process("a", ProcessAction::Restart),
+            process("b", ProcessAction::Restart),
         ];
         let desired = HostDesired {
-            files: vec![crate::primitive::FileSpec {
-                path: "files/supervisor/programs/a.conf".into(),
-                content: "[program:a]\n".into(),
-                mode: 0o644,
-                secret_keys: vec![],
-                origin: crate::primitive::Origin {
-                    wave: "w".into(),
-                    resource: "process.a".into(),
-                },
-            }],
+            files: vec![spec("files/supervisor/programs/a.conf", "[program:a]\n")],
             ..HostDesired::default()
         };
-        let (script, steps) = wave_script("/r", 3, None, "w", &desired, &changes);
-        assert_eq!(steps, 4);
-        assert!(script.contains("wv_write 'files/supervisor/programs/a.conf' 0644 <<'WV_EOF'\nW3Byb2dyYW06YV0K\nWV_EOF\n"));
-        assert!(
-            script.contains("supervisorctl -c files/supervisor/supervisord.conf restart 'b'\n")
+        let built = wave_script("/r", 3, None, "w", &desired, &changes);
+        assert_eq!(
+            built.steps,
+            vec![
+                Step::WriteFile {
+                    path: "files/supervisor/programs/a.conf".into()
+                },
+                Step::SupervisordUpdate,
+                Step::Restart { name: "b".into() },
+                Step::WaitRunning,
+            ]
         );
-        assert!(!script.contains("restart 'a'"));
-        assert!(script.contains("wv_wait_running 'a' 'b'\n"));
+        insta::assert_snapshot!(built.script.as_str());
+    }
+
+    #[test]
+    fn wave_script_quotes_every_plan_value() {
+        let changes = vec![
+            file("files/it's $(id)\nx", FileAction::Create),
+            file("files/old", FileAction::Delete),
+            file("files/mode", FileAction::Chmod),
+            process("p'q", ProcessAction::Start),
+        ];
+        let desired = HostDesired {
+            files: vec![spec("files/it's $(id)\nx", "WV_B64\n")],
+            ..HostDesired::default()
+        };
+        let built = wave_script("/srv/a b", 1, None, "wave \"1\"\n", &desired, &changes);
+        insta::assert_snapshot!(built.script.as_str());
+    }
+
+    #[test]
+    fn finish_script_records_the_generation_then_unlocks() {
+        let state = HostState {
+            schema: 1,
+            generation: 4,
+            plan: "plans/p.toml".into(),
+            ..HostState::default()
+        };
+        let built = finish_script("/r", &state, "t0k");
+        assert_eq!(built.steps, vec![Step::RecordGeneration]);
+        insta::assert_snapshot!(built.script.as_str());
+    }
+
+    #[test]
+    fn rollback_script_restores_files_newest_first_and_undoes_processes() {
+        let changes = vec![
+            file("files/a.env", FileAction::Update),
+            file("files/supervisor/programs/n.conf", FileAction::Create),
+            process("n", ProcessAction::Start),
+            process("r", ProcessAction::Restart),
+            process("s", ProcessAction::Start),
+        ];
+        let built = rollback_script("/r", 2, "agents", &changes);
+        assert_eq!(
+            built.steps,
+            vec![
+                Step::Restore {
+                    path: "files/supervisor/programs/n.conf".into()
+                },
+                Step::Restore {
+                    path: "files/a.env".into()
+                },
+                Step::SupervisordUpdate,
+                Step::Restart { name: "r".into() },
+                Step::Stop { name: "s".into() },
+            ]
+        );
+        insta::assert_snapshot!(built.script.as_str());
+    }
+
+    #[test]
+    fn progress_lines_name_typed_steps() {
+        let built = rollback_script("/r", 2, "w", &[file("files/a", FileAction::Update)]);
+        let restore = Step::Restore {
+            path: "files/a".into(),
+        };
+        assert_eq!(
+            built.progress("step 1"),
+            Some(Progress::Done(restore.clone()))
+        );
+        assert_eq!(
+            built.progress("failed 1"),
+            Some(Progress::Failed(Some(restore)))
+        );
+        assert_eq!(built.progress("failed 0"), Some(Progress::Failed(None)));
+        assert_eq!(built.progress("step 9"), None);
+        assert_eq!(built.progress("stepping 1"), None);
+        let f = built.failure("step 1\nfailed 0\n", "boom\nlast words\n");
+        assert_eq!(f.label(), "start");
+        assert_eq!(f.message, "last words");
+    }
+
+    #[test]
+    fn a_script_fails_at_its_step_with_the_last_line_of_stderr() {
+        let changes = vec![
+            file("files/a", FileAction::Delete),
+            process("a", ProcessAction::Start),
+        ];
+        let built = wave_script("/r", 1, None, "w", &HostDesired::default(), &changes);
+        let f = built.failure("step 1\nstep 2\nfailed 3\n", "a could not start\n");
+        assert_eq!(f.step, Some(Step::WaitRunning));
+        assert_eq!(f.label(), "wait for processes to run");
+        assert_eq!(f.message, "a could not start");
+    }
+
+    /// The scripts run for real: a wave on a fresh root writes the planned bytes, its
+    /// rollback removes what it created, and a wave name with quotes and a newline keeps every
+    /// journal line JSON.
+    #[test]
+    fn a_wave_and_its_rollback_run_in_sh() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("r o'ot");
+        std::fs::create_dir_all(&root).expect("mkdir");
+        let root = root.to_string_lossy().into_owned();
+        let path = "files/x $(touch m) 'y";
+        let content = "line\nWV_B64\n'$(touch m)'\n";
+        let changes = vec![file(path, FileAction::Create)];
+        let desired = HostDesired {
+            files: vec![spec(path, content)],
+            ..HostDesired::default()
+        };
+        let run = |s: &Script| {
+            use std::io::Write as _;
+            let mut child = std::process::Command::new("sh")
+                .arg("-s")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(s.as_str().as_bytes())
+                .expect("write");
+            child.wait_with_output().expect("wait")
+        };
+        let wave = "w \"1\"\n\\";
+        let built = wave_script(&root, 1, None, wave, &desired, &changes);
+        let out = run(&built.script);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "step 1\n");
+        let written = std::fs::read_to_string(format!("{root}/{path}")).expect("written");
+        assert_eq!(written, content);
+        let journal = std::fs::read_to_string(format!("{root}/journal.jsonl")).expect("journal");
+        for line in journal.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(v["wave"], wave);
+        }
+        let back = rollback_script(&root, 1, wave, &changes);
+        let out = run(&back.script);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!std::path::Path::new(&format!("{root}/{path}")).exists());
+        assert!(!std::path::Path::new(&format!("{root}/m")).exists());
+        assert!(!std::path::Path::new("m").exists());
     }
 }

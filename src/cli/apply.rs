@@ -5,16 +5,23 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::bail;
 use serde_json::json;
 
 use crate::cli::progress::{Bars, JsonLines, Lines};
+use crate::cli::report::Hinted;
 use crate::cli::{Context, Output};
+use crate::diff::ChangeSet;
 use crate::diff::HumanDiff;
 use crate::exit::Exit;
-use crate::run::apply::{ApplyError, apply};
+use crate::load::Loaded;
+use crate::run::apply::{Job, apply, targets};
+use crate::run::decide::{Readiness, readiness};
 use crate::run::events::Sink;
+use crate::run::git::PlanCommit;
+use crate::run::observe::Observed;
 use crate::run::observe::{close_all, observe_all};
+use crate::run::probe::Probes;
+use crate::transport::Host;
 
 pub struct Options {
     pub yes: bool,
@@ -33,74 +40,114 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
             .cloned()
             .collect::<Vec<_>>()
             .join(", ");
-        bail!(
-            "the plan repo has changes no commit holds ({files}); a generation must name the commit it came from\nhint: commit them, or run with --allow-dirty (the generation is then marked dirty)"
-        );
+        return Err(Hinted::new(
+            format!("the plan repo has changes no commit holds ({files}); a generation must name the commit it came from"),
+            "commit them, or run with --allow-dirty (the generation is then marked dirty)",
+        )
+        .into());
     }
     ctx.runtime()?.block_on(async {
         let observed = observe_all(&loaded).await;
         let changes = crate::run::changes_for(&loaded, &observed);
         let mut stdout = anstream::stdout();
-        let result = if !changes.unreachable.is_empty() {
-            let list: Vec<String> = changes.unreachable.iter().map(|u| u.error.clone()).collect();
-            Err(anyhow::anyhow!(
-                "{}\nhint: nothing was changed; bring the host(s) back or remove them from the inventory, then apply again",
-                list.join("\n")
-            ))
-        } else if changes.has_problems() {
-            write!(stdout, "{}", HumanDiff { changes: &changes, palette: ctx.palette() })?;
-            Err(anyhow::anyhow!("problems above stop the apply before anything runs"))
-        } else if changes.is_empty() {
-            match ctx.output {
-                Output::Json => writeln!(stdout, "{}", json!({ "event": "in_sync" }))?,
-                Output::Human => writeln!(stdout, "in sync: nothing to do")?,
+        let result = match readiness(&changes) {
+            Readiness::Unreachable => {
+                let list: Vec<String> = changes.unreachable.iter().map(|u| u.error.clone()).collect();
+                Err(Hinted::new(
+                    list.join("\n"),
+                    "nothing was changed; bring the host(s) back or remove them from the inventory, then apply again",
+                )
+                .into())
             }
-            Ok(Exit::Ok)
-        } else {
-            if ctx.output == Output::Human {
+            Readiness::Blocked => {
                 write!(stdout, "{}", HumanDiff { changes: &changes, palette: ctx.palette() })?;
+                Err(anyhow::anyhow!("problems above stop the apply before anything runs"))
             }
-            if !opts.yes && std::io::stdin().is_terminal() && !confirm()? {
-                writeln!(stdout, "nothing applied")?;
-                close_all(observed).await;
-                return Ok(Exit::Error);
-            }
-            let sink: Box<dyn Sink> = match ctx.output {
-                Output::Json => Box::new(JsonLines),
-                Output::Human if std::io::stderr().is_terminal() => Box::new(Bars::new()),
-                Output::Human => Box::new(Lines),
-            };
-            match apply(&loaded, &observed, &changes, &commit, sink.as_ref()).await {
-                Ok(applied) => {
-                    let secs = start.elapsed().as_secs_f64();
-                    match ctx.output {
-                        Output::Json => writeln!(stdout, "{}", json!({ "event": "applied", "generations": applied.generations, "seconds": secs }))?,
-                        Output::Human => {
-                            let list: Vec<String> = applied.generations.iter().map(|(h, g)| format!("{h} generation {g}")).collect();
-                            writeln!(stdout, "applied in {secs:.1}s: {}", list.join(", "))?;
-                        }
-                    }
-                    Ok(Exit::Ok)
+            Readiness::InSync => {
+                match ctx.output {
+                    Output::Json => writeln!(stdout, "{}", json!({ "event": "in_sync" }))?,
+                    Output::Human => writeln!(stdout, "in sync: nothing to do")?,
                 }
-                Err(e) => {
-                    let exit = match e {
-                        ApplyError::Locked { .. } => Exit::Locked,
-                        ApplyError::UndoFailed { .. } => Exit::RollbackFailed,
-                        ApplyError::GateFailed { .. } => Exit::GateFailed,
-                        _ => Exit::Error,
-                    };
-                    let mut err = anstream::stderr();
-                    writeln!(err, "error: {e}")?;
-                    if let Some(h) = e.hint() {
-                        writeln!(err, "hint: {h}")?;
-                    }
-                    Ok(exit)
-                }
+                Ok(Exit::Ok)
             }
+            Readiness::Ready => apply_changes(ctx, &loaded, &observed, &changes, &commit, opts, start).await,
         };
         close_all(observed).await;
         result
     })
+}
+
+/// Shows the changes, asks on a TTY, then applies them wave by wave (`start`: when the
+/// command started, for the time it reports).
+async fn apply_changes(
+    ctx: &Context,
+    loaded: &Loaded,
+    observed: &[Observed],
+    changes: &ChangeSet,
+    commit: &PlanCommit,
+    opts: &Options,
+    start: Instant,
+) -> anyhow::Result<Exit> {
+    let mut stdout = anstream::stdout();
+    if ctx.output == Output::Human {
+        let diff = HumanDiff {
+            changes,
+            palette: ctx.palette(),
+        };
+        write!(stdout, "{diff}")?;
+    }
+    if !opts.yes && std::io::stdin().is_terminal() && !confirm()? {
+        writeln!(stdout, "nothing applied")?;
+        return Ok(Exit::Error);
+    }
+    let sink: Box<dyn Sink> = match ctx.output {
+        Output::Json => Box::new(JsonLines),
+        Output::Human if std::io::stderr().is_terminal() => Box::new(Bars::new()),
+        Output::Human => Box::new(Lines),
+    };
+    let probes = Probes {
+        hosts: observed
+            .iter()
+            .filter_map(|o| {
+                let conn: &dyn Host = o.connection.as_ref()?;
+                let root = loaded.desired.hosts.get(&o.host)?.root.as_str();
+                Some((o.host.clone(), (conn, root)))
+            })
+            .collect(),
+    };
+    let servers = crate::run::streams::servers(loaded);
+    let job = Job {
+        plan: &loaded.desired.plan,
+        waves: &loaded.desired.waves,
+        checks: loaded
+            .desired
+            .hosts
+            .values()
+            .flat_map(|h| &h.checks)
+            .collect(),
+        servers: &servers,
+        commit,
+        gate: &probes,
+    };
+    let targets = targets(&loaded.desired, observed, changes);
+    let applied = apply(&job, &targets, sink.as_ref()).await?;
+    let secs = start.elapsed().as_secs_f64();
+    match ctx.output {
+        Output::Json => writeln!(
+            stdout,
+            "{}",
+            json!({ "event": "applied", "generations": applied.generations, "seconds": secs })
+        )?,
+        Output::Human => {
+            let list: Vec<String> = applied
+                .generations
+                .iter()
+                .map(|(h, g)| format!("{h} generation {g}"))
+                .collect();
+            writeln!(stdout, "applied in {secs:.1}s: {}", list.join(", "))?;
+        }
+    }
+    Ok(Exit::Ok)
 }
 
 fn confirm() -> anyhow::Result<bool> {

@@ -27,14 +27,8 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 }
             )?,
         }
-        Ok(
-            if !changes.unreachable.is_empty() || changes.has_problems() {
-                Exit::Error
-            } else if changes.is_empty() {
-                Exit::Ok
-            } else {
-                Exit::Drift
-            },
-        )
+        Ok(crate::exit::of_readiness(crate::run::decide::readiness(
+            &changes,
+        )))
     })
 }

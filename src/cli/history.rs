@@ -6,43 +6,45 @@ use base64::Engine as _;
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::backend::sh_quote;
 use crate::cli::{Context, Output};
 use crate::exit::Exit;
 use crate::state::HostState;
 
 pub fn run(ctx: &Context) -> anyhow::Result<Exit> {
     let inventory = ctx.inventory()?;
-    let reports = ctx.runtime()?.block_on(join_all(inventory.hosts.iter().map(|h| {
-        let inventory = &inventory;
-        async move {
-            let name = h.name.get_ref().clone();
-            let conn = match crate::transport::connect(inventory, h).await {
-                Ok(c) => c,
-                Err(e) => return (name, Err(e.to_string())),
-            };
-            let script = format!(
-                "cd {} 2>/dev/null || exit 0\nfor f in generations/*.json; do [ -f \"$f\" ] && printf 'gen %s\\n' \"$(base64 -w0 \"$f\")\"; done; true\n",
-                sh_quote(&h.root)
-            );
-            let out = conn.run(&script).await;
-            conn.close().await;
-            match out {
-                Err(e) => (name, Err(e.to_string())),
-                Ok(out) => {
-                    let mut gens: Vec<HostState> = out
-                        .stdout
-                        .lines()
-                        .filter_map(|l| l.strip_prefix("gen "))
-                        .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-                        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
-                        .collect();
-                    gens.sort_by_key(|g| g.generation);
-                    (name, Ok(gens))
+    let reports = ctx
+        .runtime()?
+        .block_on(join_all(inventory.hosts.iter().map(|h| {
+            let inventory = &inventory;
+            async move {
+                let name = h.name.get_ref().clone();
+                let conn = match crate::transport::connect(inventory, h).await {
+                    Ok(c) => c,
+                    Err(e) => return (name, Err(e.to_string())),
+                };
+                let script = crate::backend::apply::generations_script(&h.root).into_string();
+                let out = conn.run(&script).await;
+                conn.close().await;
+                match out {
+                    Err(e) => (name, Err(e.to_string())),
+                    Ok(out) => {
+                        let mut gens: Vec<HostState> = out
+                            .stdout
+                            .lines()
+                            .filter_map(|l| l.strip_prefix("gen "))
+                            .filter_map(|b| {
+                                base64::engine::general_purpose::STANDARD
+                                    .decode(b.trim())
+                                    .ok()
+                            })
+                            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+                            .collect();
+                        gens.sort_by_key(|g| g.generation);
+                        (name, Ok(gens))
+                    }
                 }
             }
-        }
-    })));
+        })));
     let mut out = anstream::stdout().lock();
     let mut all_reached = true;
     let mut docs = Vec::new();
@@ -75,7 +77,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<Exit> {
                         let commit = g
                             .commit
                             .as_deref()
-                            .map_or("-".to_string(), |c| c[..c.len().min(12)].to_string());
+                            .map_or("-".to_string(), |c| c.chars().take(12).collect());
                         let dirty = if g.dirty { " (dirty)" } else { "" };
                         writeln!(
                             out,
@@ -90,5 +92,5 @@ pub fn run(ctx: &Context) -> anyhow::Result<Exit> {
     if ctx.output == Output::Json {
         writeln!(out, "{}", json!({ "hosts": docs }))?;
     }
-    Ok(if all_reached { Exit::Ok } else { Exit::Error })
+    Ok(crate::exit::of_reach(all_reached))
 }

@@ -154,7 +154,7 @@ fn decide(
     let full = crate::backend::apply::journaled(&inv.root, &body, &entry);
     ctx.runtime()?.block_on(async {
         let conn = crate::transport::connect(&loaded.inventory, inv).await?;
-        let out = conn.run(&full).await?;
+        let out = conn.run(full.as_str()).await?;
         conn.close().await;
         if !out.success() {
             bail!("{host}: {}", sqlite::parse_failure(&out.stderr, db));

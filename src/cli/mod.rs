@@ -8,17 +8,15 @@ mod history;
 mod migrations;
 mod progress;
 mod render;
+mod report;
 mod status;
 mod unlock;
 mod validate;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-
-use crate::exit::Exit;
 
 pub use context::Context;
 
@@ -131,38 +129,10 @@ pub fn main() -> ExitCode {
         Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),
         Command::History => history::run(&ctx),
     };
-    match result {
-        Ok(exit) => exit.into(),
-        Err(e) if is_broken_pipe(&e) => Exit::Ok.into(),
-        Err(e) => {
-            report(&e);
-            Exit::Error.into()
-        }
+    if let Err(e) = &result
+        && !crate::exit::is_broken_pipe(e)
+    {
+        report::report(e);
     }
-}
-
-/// Output piped into `head` and closed early is not an error.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
-/// `error: ...`, then each cause, then a hint when the error chain carries one.
-fn report(e: &anyhow::Error) {
-    let mut err = anstream::stderr();
-    if let Some(invalid) = e.downcast_ref::<crate::load::Invalid>() {
-        let _ = write!(err, "{invalid}");
-        let n = invalid.diagnostics.len();
-        let _ = writeln!(
-            err,
-            "error: {n} problem{} found",
-            if n == 1 { "" } else { "s" }
-        );
-        return;
-    }
-    let _ = writeln!(err, "error: {e}");
-    for cause in e.chain().skip(1) {
-        let _ = writeln!(err, "caused by: {cause}");
-    }
+    crate::exit::exit_of(&result).into()
 }

@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 Ok(r) => {
                     let generation = r.state.as_ref().map(|s| s.generation);
                     let commit = r.state.as_ref().and_then(|s| s.commit.clone());
-                    let short = commit.as_deref().map_or("-".to_string(), |c| c[..c.len().min(10)].to_string());
+                    let short = commit.as_deref().map_or("-".to_string(), |c| c.chars().take(10).collect());
                     let _ = writeln!(
                         text,
                         "{}: reachable, generation {}, commit {short}, drift {}{}",
@@ -62,14 +62,22 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
             }
         }
         // Probes, once each, all hosts at once.
-        let connections: std::collections::BTreeMap<String, &crate::transport::Connection> =
-            observed.iter().filter_map(|o| o.connection.as_ref().map(|c| (o.host.clone(), c))).collect();
+        let probes = crate::run::probe::Probes {
+            hosts: observed
+                .iter()
+                .filter_map(|o| {
+                    let conn: &dyn crate::transport::Host = o.connection.as_ref()?;
+                    let root = loaded.desired.hosts.get(&o.host)?.root.as_str();
+                    Some((o.host.clone(), (conn, root)))
+                })
+                .collect(),
+        };
         let probes = futures::future::join_all(observed.iter().map(|o| {
-            let connections = &connections;
+            let probes = &probes;
             let loaded = &loaded;
             async move {
                 let checks = crate::run::probe::checks_of(loaded, &o.host);
-                let verdicts = futures::future::join_all(checks.iter().map(|c| crate::run::probe::once(connections, loaded, &c.probe))).await;
+                let verdicts = futures::future::join_all(checks.iter().map(|c| probes.once(&c.probe))).await;
                 (o.host.clone(), checks.into_iter().map(|c| c.name.clone()).zip(verdicts).collect::<Vec<_>>())
             }
         }))
@@ -87,14 +95,14 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 doc["probes"] = json!(list.iter().map(|(n, v)| json!({ "name": n, "passed": v.passed(), "detail": v.detail() })).collect::<Vec<_>>());
             }
         }
-        drop(connections);
+        drop(probes);
         close_all(observed).await;
         let mut out = anstream::stdout().lock();
         match ctx.output {
             Output::Json => writeln!(out, "{}", json!({ "hosts": docs }))?,
             Output::Human => write!(out, "{text}")?,
         }
-        Ok(if all_reachable { Exit::Ok } else { Exit::Error })
+        Ok(crate::exit::of_reach(all_reachable))
     })
 }
 

@@ -5,7 +5,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 
-use crate::backend::sh_quote;
 use crate::cli::Context;
 use crate::exit::Exit;
 use crate::state::Lock;
@@ -17,11 +16,8 @@ pub fn run(ctx: &Context, host: &str, yes: bool) -> anyhow::Result<Exit> {
         .with_context(|| format!("host `{host}` is not in the inventory"))?;
     ctx.runtime()?.block_on(async {
         let conn = crate::transport::connect(&inventory, h).await?;
-        let root = sh_quote(&h.root);
         let out = conn
-            .run(&format!(
-                "cd {root} 2>/dev/null && [ -f lock ] && base64 -w0 lock; true"
-            ))
+            .run(crate::backend::apply::read_lock_script(&h.root).as_str())
             .await?;
         let text = out.stdout.trim();
         if text.is_empty() {
@@ -51,11 +47,7 @@ pub fn run(ctx: &Context, host: &str, yes: bool) -> anyhow::Result<Exit> {
         }
         let entry = crate::run::journal_entry(format!("unlock (was: {owner})"));
         let out = conn
-            .run(&crate::backend::apply::journaled(
-                &h.root,
-                "rm -f lock",
-                &entry,
-            ))
+            .run(crate::backend::apply::journaled(&h.root, "rm -f lock", &entry).as_str())
             .await?;
         conn.close().await;
         if !out.success() {

@@ -2,6 +2,7 @@
 //! parallel; events go to whatever owns the terminal.
 
 pub mod apply;
+pub mod decide;
 pub mod events;
 pub mod git;
 pub mod observe;

@@ -1,12 +1,32 @@
-//! Running probes on their hosts, once (for `status`) or until they pass or time out (gates).
+//! Running probes on their hosts, once (for `status`) or until they pass or time out (gates),
+//! and the gate judge the executor asks (a trait, so unit tests can fail a gate without
+//! probing anything).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures::future::LocalBoxFuture;
+
 use crate::gate::{self, Verdict};
 use crate::load::Loaded;
 use crate::primitive::{Check, Probe};
-use crate::transport::Connection;
+use crate::transport::Host;
+
+/// Judges one check of a wave's gate.
+pub trait GateJudge {
+    fn judge<'a>(&'a self, check: &'a Check) -> LocalBoxFuture<'a, Verdict>;
+}
+
+/// The connected hosts by name, with their roots: where probes run.
+pub struct Probes<'a> {
+    pub hosts: BTreeMap<String, (&'a dyn Host, &'a str)>,
+}
+
+impl GateJudge for Probes<'_> {
+    fn judge<'a>(&'a self, check: &'a Check) -> LocalBoxFuture<'a, Verdict> {
+        Box::pin(self.until(check))
+    }
+}
 
 fn probe_host(p: &Probe) -> &str {
     match p {
@@ -19,37 +39,30 @@ fn probe_host(p: &Probe) -> &str {
     }
 }
 
-/// Runs a probe once, from its host's side.
-pub async fn once(
-    connections: &BTreeMap<String, &Connection>,
-    loaded: &Loaded,
-    probe: &Probe,
-) -> Verdict {
-    let host = probe_host(probe);
-    let Some(conn) = connections.get(host) else {
-        return Verdict::Fail(format!("host {host} is not connected"));
-    };
-    let root = loaded.inventory.host(host).map_or("", |h| h.root.as_str());
-    let script = gate::script(probe, root);
-    match conn.run(&script).await {
-        Ok(out) => gate::judge(probe, &out.stdout),
-        Err(e) => Verdict::Fail(e.to_string()),
-    }
-}
-
-/// Retries a check every `interval` until it passes or `timeout` has passed.
-pub async fn until(
-    connections: &BTreeMap<String, &Connection>,
-    loaded: &Loaded,
-    check: &Check,
-) -> Verdict {
-    let start = Instant::now();
-    loop {
-        let v = once(connections, loaded, &check.probe).await;
-        if v.passed() || start.elapsed() >= Duration::from_millis(check.timeout_ms) {
-            return v;
+impl Probes<'_> {
+    /// Runs a probe once, from its host's side.
+    pub async fn once(&self, probe: &Probe) -> Verdict {
+        let host = probe_host(probe);
+        let Some((conn, root)) = self.hosts.get(host) else {
+            return Verdict::Fail(format!("host {host} is not connected"));
+        };
+        let script = gate::script(probe, root);
+        match conn.run(&script).await {
+            Ok(out) => gate::judge(probe, &out.stdout),
+            Err(e) => Verdict::Fail(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(check.interval_ms.max(100))).await;
+    }
+
+    /// Retries a check every `interval` until it passes or `timeout` has passed.
+    pub async fn until(&self, check: &Check) -> Verdict {
+        let start = Instant::now();
+        loop {
+            let v = self.once(&check.probe).await;
+            if v.passed() || start.elapsed() >= Duration::from_millis(check.timeout_ms) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(check.interval_ms.max(100))).await;
+        }
     }
 }
 

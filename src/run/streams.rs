@@ -8,9 +8,11 @@ use futures::TryStreamExt;
 
 use crate::backend::nats::to_api;
 use crate::diff::{Change, StreamAction};
+use std::collections::BTreeMap;
+
 use crate::load::Loaded;
 use crate::primitive::StreamConfig;
-use crate::transport::{Connection, TransportError};
+use crate::transport::{Host, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -33,31 +35,52 @@ pub enum StreamError {
 }
 
 /// Where a planned nats server listens, as its host sees it.
-fn server_address(loaded: &Loaded, server: &str) -> Option<(String, String, u16)> {
-    let node = loaded
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    pub host: String,
+    pub address: String,
+    pub port: u16,
+}
+
+/// The planned nats servers by name, resolved once from the plan and the inventory.
+pub type Servers = BTreeMap<String, ServerAddress>;
+
+pub fn servers(loaded: &Loaded) -> Servers {
+    loaded
         .plan
         .nats
         .iter()
-        .find(|n| n.name.get_ref() == server)?;
-    let host = loaded.inventory.host(node.host.get_ref())?;
-    Some((
-        node.host.get_ref().to_string(),
-        host.address.get_ref().to_string(),
-        *node.port.get_ref(),
-    ))
+        .filter_map(|node| {
+            let host = loaded.inventory.host(node.host.get_ref())?;
+            Some((
+                node.name.get_ref().to_string(),
+                ServerAddress {
+                    host: node.host.get_ref().to_string(),
+                    address: host.address.get_ref().to_string(),
+                    port: *node.port.get_ref(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// A JetStream context on `server`, trying until `wait` has passed (a server just started
 /// needs a moment).
 pub async fn jetstream(
-    conn: &Connection,
-    loaded: &Loaded,
+    conn: &dyn Host,
+    servers: &Servers,
     server: &str,
     wait: Duration,
 ) -> Result<async_nats::jetstream::Context, StreamError> {
-    let (host, address, port) =
-        server_address(loaded, server).ok_or_else(|| StreamError::Connect {
-            host: conn.host().into(),
+    let ServerAddress {
+        host,
+        address,
+        port,
+    } = servers
+        .get(server)
+        .cloned()
+        .ok_or_else(|| StreamError::Connect {
+            host: conn.name().into(),
             server: server.into(),
             address: String::new(),
             reason: "not in the plan".into(),
@@ -105,8 +128,8 @@ pub async fn jetstream(
 /// Creates, updates or deletes the streams of `changes`; `configs` holds what a created or
 /// updated stream becomes (the plan's, or the old ones when a wave is undone).
 pub async fn apply(
-    conn: &Connection,
-    loaded: &Loaded,
+    conn: &dyn Host,
+    servers: &Servers,
     changes: &[Change],
     configs: &[StreamConfig],
 ) -> Result<Vec<String>, StreamError> {
@@ -121,9 +144,9 @@ pub async fn apply(
         else {
             continue;
         };
-        let js = jetstream(conn, loaded, server, Duration::from_secs(20)).await?;
+        let js = jetstream(conn, servers, server, Duration::from_secs(20)).await?;
         let api = |reason: String| StreamError::Api {
-            host: conn.host().into(),
+            host: conn.name().into(),
             server: server.clone(),
             stream: name.clone(),
             reason,

@@ -9,7 +9,13 @@ use std::time::Duration;
 use openssh::{KnownHosts, Session, SessionBuilder};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-use crate::inventory::{Host, Inventory, Transport as Kind};
+use crate::inventory::{Host as InventoryHost, Inventory, Transport as Kind};
+
+#[cfg(test)]
+pub mod fake;
+mod host;
+
+pub use host::Host;
 
 /// How a host failed to run a script.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +90,10 @@ pub enum Connection {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn connect(inventory: &Inventory, host: &Host) -> Result<Connection, TransportError> {
+pub async fn connect(
+    inventory: &Inventory,
+    host: &InventoryHost,
+) -> Result<Connection, TransportError> {
     let name = host.name.get_ref().to_string();
     let timeout = inventory
         .command_timeout

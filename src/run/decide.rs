@@ -1,0 +1,217 @@
+//! The executor's decisions, pure: whether a change set may be applied, what a wave's result
+//! means under its `on_failure`, which hosts an undo covers, and where each host stands when
+//! an undo failed. Plain data in and out: no tokio, no SSH, no git, no processes.
+
+use std::fmt;
+
+use crate::diff::ChangeSet;
+use crate::plan::schema::OnFailure;
+
+/// Whether a change set may be applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// A host did not answer: its changes are unknown, nothing may run.
+    Unreachable,
+    /// A host has problems (missing programs, checksum drift, ...): nothing may run.
+    Blocked,
+    /// Nothing to do.
+    InSync,
+    /// Changes to apply, nothing in the way.
+    Ready,
+}
+
+pub fn readiness(changes: &ChangeSet) -> Readiness {
+    if !changes.unreachable.is_empty() {
+        Readiness::Unreachable
+    } else if changes.has_problems() {
+        Readiness::Blocked
+    } else if changes.is_empty() {
+        Readiness::InSync
+    } else {
+        Readiness::Ready
+    }
+}
+
+/// How a wave ended on the hosts it touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaveResult {
+    /// Every step ran and the gate passed.
+    Passed,
+    /// A step failed on one of its hosts.
+    StepFailed,
+    /// Every step ran but the gate failed.
+    GateFailed,
+}
+
+/// What the executor does after a wave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Keep the wave and go on to the next.
+    Proceed,
+    /// Keep the wave and stop: an operator looks (`on_failure = "pause"`).
+    Pause,
+    /// Undo the wave on every host it touched (earlier waves stay) and stop.
+    Undo,
+}
+
+impl Next {
+    /// Whether the wave's changes stay applied (and are recorded in the generation).
+    pub fn keeps(self) -> bool {
+        self != Next::Undo
+    }
+}
+
+/// A failed step always undoes its wave; a failed gate does what `on_failure` says.
+pub fn next(result: WaveResult, on_failure: OnFailure) -> Next {
+    match (result, on_failure) {
+        (WaveResult::Passed, _) => Next::Proceed,
+        (WaveResult::StepFailed, _) => Next::Undo,
+        (WaveResult::GateFailed, OnFailure::Rollback) => Next::Undo,
+        (WaveResult::GateFailed, OnFailure::Pause) => Next::Pause,
+        (WaveResult::GateFailed, OnFailure::Continue) => Next::Proceed,
+    }
+}
+
+/// The hosts an undo of a wave covers: every host the wave touched, not only the one that
+/// failed (a wave is all or nothing), in the order given.
+pub fn undo_hosts<'a>(touched: &[&'a str]) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for h in touched {
+        if !out.contains(h) {
+            out.push(h);
+        }
+    }
+    out
+}
+
+/// Where a host stands after an apply stopped: the waves it holds, and the wave it is caught
+/// in the middle of when undoing that wave failed there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub host: String,
+    pub holds: Vec<String>,
+    pub between: Option<String>,
+}
+
+impl fmt::Display for Standing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} holds ", self.host)?;
+        if self.holds.is_empty() {
+            f.write_str("no wave of this apply")?;
+        } else {
+            write!(
+                f,
+                "wave{} {}",
+                if self.holds.len() == 1 { "" } else { "s" },
+                self.holds.join(", ")
+            )?;
+        }
+        if let Some(w) = &self.between {
+            write!(f, " and is between states in wave {w} (its undo failed)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where each host of `held` (host, waves kept in order) stands when undoing `wave` failed on
+/// `failed_hosts`.
+pub fn standings(held: &[(&str, Vec<String>)], wave: &str, failed_hosts: &[&str]) -> Vec<Standing> {
+    held.iter()
+        .map(|(host, waves)| Standing {
+            host: host.to_string(),
+            holds: waves.clone(),
+            between: failed_hosts.contains(host).then(|| wave.to_string()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{HostChanges, Unreachable, WaveChanges};
+
+    fn set(hosts: Vec<HostChanges>, unreachable: Vec<Unreachable>) -> ChangeSet {
+        ChangeSet {
+            schema: crate::diff::SCHEMA,
+            hosts,
+            unreachable,
+        }
+    }
+
+    fn host(waves: usize, problems: &[&str]) -> HostChanges {
+        HostChanges {
+            host: "h".into(),
+            waves: (0..waves)
+                .map(|i| WaveChanges {
+                    wave: format!("w{i}"),
+                    changes: vec![],
+                })
+                .collect(),
+            removals: vec![],
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_host_or_a_problem_blocks_an_apply() {
+        let gone = Unreachable {
+            host: "g".into(),
+            error: "down".into(),
+            hint: None,
+        };
+        assert_eq!(
+            readiness(&set(vec![host(1, &[])], vec![gone])),
+            Readiness::Unreachable
+        );
+        assert_eq!(
+            readiness(&set(vec![host(1, &["drift"])], vec![])),
+            Readiness::Blocked
+        );
+        assert_eq!(
+            readiness(&set(vec![host(0, &[])], vec![])),
+            Readiness::InSync
+        );
+        assert_eq!(
+            readiness(&set(vec![host(2, &[])], vec![])),
+            Readiness::Ready
+        );
+    }
+
+    #[test]
+    fn a_failed_step_undoes_its_wave_whatever_on_failure_says() {
+        for f in [OnFailure::Rollback, OnFailure::Pause, OnFailure::Continue] {
+            assert_eq!(next(WaveResult::StepFailed, f), Next::Undo);
+            assert_eq!(next(WaveResult::Passed, f), Next::Proceed);
+        }
+    }
+
+    #[test]
+    fn a_failed_gate_does_what_on_failure_says() {
+        assert_eq!(
+            next(WaveResult::GateFailed, OnFailure::Rollback),
+            Next::Undo
+        );
+        assert_eq!(next(WaveResult::GateFailed, OnFailure::Pause), Next::Pause);
+        assert_eq!(
+            next(WaveResult::GateFailed, OnFailure::Continue),
+            Next::Proceed
+        );
+        assert!(Next::Pause.keeps() && Next::Proceed.keeps() && !Next::Undo.keeps());
+    }
+
+    #[test]
+    fn an_undo_covers_every_host_the_wave_touched_once() {
+        assert_eq!(undo_hosts(&["a", "b", "a"]), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn standings_say_which_waves_each_host_holds_and_where_an_undo_failed() {
+        let held = vec![("a", vec!["w1".to_string()]), ("b", vec![])];
+        let s = standings(&held, "w2", &["b"]);
+        assert_eq!(s[0].to_string(), "a holds wave w1");
+        assert_eq!(
+            s[1].to_string(),
+            "b holds no wave of this apply and is between states in wave w2 (its undo failed)"
+        );
+    }
+}
