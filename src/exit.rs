@@ -44,6 +44,11 @@ pub fn of_error(e: &anyhow::Error) -> Exit {
     if is_broken_pipe(e) {
         return Exit::Ok;
     }
+    if e.chain()
+        .any(|c| c.downcast_ref::<crate::state::Pinned>().is_some())
+    {
+        return Exit::Pinned;
+    }
     match e.chain().find_map(|c| c.downcast_ref::<ApplyError>()) {
         Some(ApplyError::Locked { .. }) => Exit::Locked,
         Some(ApplyError::UndoFailed { .. }) => Exit::RollbackFailed,

@@ -1,4 +1,5 @@
-//! The host's record of its current generation (`state.json`) and of a running apply (`lock`).
+//! The host's record of its current generation (`state.json`), of a running apply (`lock`) and
+//! of the emergency rollback that pins it (`pin.json`).
 
 use std::collections::BTreeMap;
 
@@ -56,6 +57,41 @@ impl std::fmt::Display for Lock {
         }
         Ok(())
     }
+}
+
+/// `pin.json`: a rollback pinned the host to a revision; an `apply` of any other commit is
+/// refused (exit 6) until `wavectl unpin` or `apply --unpin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The revision as the operator gave it (`phase1`, `HEAD~3`, `previous`).
+    pub rev: String,
+    pub commit: String,
+    pub operator: String,
+    pub pinned_at: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short: String = self.commit.chars().take(12).collect();
+        write!(
+            f,
+            "pinned to {} ({short}) by {} at {}",
+            self.rev, self.operator, self.pinned_at
+        )?;
+        if let Some(r) = &self.reason {
+            write!(f, ": {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An apply refused because hosts are pinned by a rollback to another commit.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .pins.iter().map(|(h, p)| format!("host {h} is {p}")).collect::<Vec<_>>().join("; "))]
+pub struct Pinned {
+    pub pins: Vec<(String, Pin)>,
 }
 
 /// What a generation records of each kind of primitive.

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod nats;
 pub mod observe;
+pub mod pin;
 pub mod script;
 pub mod sqlite;
 pub mod supervisord;

@@ -12,7 +12,7 @@ use crate::backend::script::Script;
 use crate::backend::supervisord::{self, parse_status_line};
 use crate::observed::{HostObserved, ObservedFile, ObservedProcess};
 use crate::primitive::{HostDesired, StreamConfig};
-use crate::state::{HostState, Lock, STATE_SCHEMA};
+use crate::state::{HostState, Lock, Pin, STATE_SCHEMA};
 
 /// Programs every host needs, besides those its processes run.
 const BASE_PROGRAMS: &[&str] = &["supervisord", "supervisorctl", "sha256sum", "base64", "awk"];
@@ -58,6 +58,7 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         "cd \"$R\" 2>/dev/null || exit 0\n",
         "[ -f state.json ] && printf 'state %s\\n' \"$(base64 -w0 state.json)\"\n",
         "[ -f lock ] && printf 'lock %s\\n' \"$(base64 -w0 lock)\"\n",
+        "[ -f pin.json ] && printf 'pin %s\\n' \"$(base64 -w0 pin.json)\"\n",
         "if [ -d files ]; then\n",
         "  find files -type f ! -name '*.wv-tmp.*' -printf 'mode %m %p\\n'\n",
         "  sums=$(find files -type f ! -name '*.wv-tmp.*' -print0 | xargs -0 -r sha256sum)\n",
@@ -130,6 +131,8 @@ pub struct Observation {
     pub missing_programs: Vec<String>,
     pub state: Option<HostState>,
     pub lock: Option<Lock>,
+    /// The rollback that pinned the host, if one did.
+    pub pin: Option<Pin>,
     pub observed: HostObserved,
     /// Databases that block an apply (dirty, not a database, locked), one message each.
     pub database_problems: Vec<String>,
@@ -146,6 +149,8 @@ pub enum ObserveError {
         "{root}/state.json has schema {found}, newer than this wavectl ({STATE_SCHEMA}); upgrade wavectl"
     )]
     NewerState { root: String, found: u32 },
+    #[error("{root}/pin.json is unreadable ({reason})")]
+    BadPin { root: String, reason: String },
     #[error("{root}/lock is unreadable ({reason})")]
     BadLock { root: String, reason: String },
 }
@@ -191,6 +196,14 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                 };
                 let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
                 o.lock = Some(serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?);
+            }
+            "pin" => {
+                let bad = |reason: String| ObserveError::BadPin {
+                    root: root.into(),
+                    reason,
+                };
+                let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
+                o.pin = Some(serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?);
             }
             "mode" => {
                 if let Some((m, p)) = rest.split_once(' ') {

@@ -1,5 +1,8 @@
-//! `wavectl apply PLAN [--yes] [--allow-dirty]`: observe, show the diff, confirm on a TTY, then
-//! lock, apply wave by wave, record a generation per host.
+//! `wavectl apply PLAN [--yes] [--allow-dirty] [--unpin]` and `wavectl rollback --to REV`: observe,
+//! show the diff, confirm on a TTY (refuse at once off a TTY without `--yes`), then lock, apply
+//! wave by wave, record a generation per host. A rollback is this same apply of the plan as an
+//! older commit holds it, with its waves in reverse order; it keeps the streams that plan lacks
+//! (unless `--delete-streams`) and pins the hosts to that commit.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -10,10 +13,11 @@ use serde_json::json;
 use crate::cli::progress::{Bars, JsonLines, Lines};
 use crate::cli::report::Hinted;
 use crate::cli::{Context, Output};
-use crate::diff::ChangeSet;
 use crate::diff::HumanDiff;
+use crate::diff::{Change, ChangeSet, StreamAction};
 use crate::exit::Exit;
 use crate::load::Loaded;
+use crate::repo::GitTree;
 use crate::run::apply::{Job, apply, targets};
 use crate::run::decide::{Readiness, readiness};
 use crate::run::events::Sink;
@@ -21,18 +25,60 @@ use crate::run::git::PlanCommit;
 use crate::run::observe::Observed;
 use crate::run::observe::{close_all, observe_all};
 use crate::run::probe::Probes;
+use crate::state::{Pin, Pinned};
 use crate::transport::Host;
 
 pub struct Options {
     pub yes: bool,
     pub allow_dirty: bool,
+    /// Apply although a rollback pinned the hosts to another commit; lifts the pin.
+    pub unpin: bool,
+    /// Show what would change and stop.
+    pub dry_run: bool,
+    /// Set for `rollback --to REV`.
+    pub rollback: Option<Rollback>,
+}
+
+/// What makes an apply a rollback.
+pub struct Rollback {
+    pub tree: GitTree,
+    pub reason: Option<String>,
+    pub delete_streams: bool,
+}
+
+/// A gate or step failed while rolling back: the hosts need a human (exit 5).
+#[derive(Debug, thiserror::Error)]
+#[error("the rollback to {rev} stopped: {cause}")]
+pub struct RollbackStopped {
+    pub rev: String,
+    pub cause: String,
 }
 
 pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
     let start = Instant::now();
-    let loaded = ctx.load_online(plan)?;
-    let commit = ctx.plan_commit(plan)?;
-    if commit.dirty && !opts.allow_dirty {
+    let verb = if opts.rollback.is_some() {
+        "rollback"
+    } else {
+        "apply"
+    };
+    // Never wait on a closed stdin: a script without --yes is refused before anything runs.
+    if !opts.yes && !opts.dry_run && !std::io::stdin().is_terminal() {
+        return Err(Hinted::new(
+            format!("{verb} needs --yes when stdin is not a terminal; nothing was changed"),
+            format!("review with `wavectl {verb} --dry-run ...` (or `wavectl diff`), then run it again with --yes"),
+        )
+        .into());
+    }
+    let loaded = ctx.load_online_from(plan, opts.rollback.as_ref().map(|r| &r.tree))?;
+    let commit = match &opts.rollback {
+        Some(r) => PlanCommit {
+            commit: Some(r.tree.commit.clone()),
+            dirty: false,
+            dirty_files: Vec::new(),
+        },
+        None => ctx.plan_commit(plan)?,
+    };
+    if opts.rollback.is_none() && commit.dirty && !opts.allow_dirty {
         let files = commit
             .dirty_files
             .iter()
@@ -48,8 +94,31 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
     }
     ctx.runtime()?.block_on(async {
         let observed = observe_all(&loaded).await;
-        let changes = crate::run::changes_for(&loaded, &observed);
+        let mut changes = crate::run::changes_for(&loaded, &observed);
         let mut stdout = anstream::stdout();
+        if opts.rollback.is_none()
+            && !opts.unpin
+            && let Err(e) = refuse_pinned(&observed, &commit)
+        {
+            close_all(observed).await;
+            return Err(e);
+        }
+        let kept = match &opts.rollback {
+            Some(r) if !r.delete_streams => keep_streams(&mut changes),
+            _ => Vec::new(),
+        };
+        for (host, stream) in &kept {
+            writeln!(
+                stdout,
+                "{host}: stream {stream} is not in the plan at {}: kept (deleting it would lose its messages; --delete-streams removes it)",
+                opts.rollback.as_ref().map_or("", |r| r.tree.rev.as_str())
+            )?;
+        }
+        if opts.dry_run {
+            write!(stdout, "{}", HumanDiff { changes: &changes, palette: ctx.palette() })?;
+            close_all(observed).await;
+            return Ok(crate::exit::of_readiness(readiness(&changes)));
+        }
         let result = match readiness(&changes) {
             Readiness::Unreachable => {
                 let list: Vec<String> = changes.unreachable.iter().map(|u| u.error.clone()).collect();
@@ -72,9 +141,117 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
             }
             Readiness::Ready => apply_changes(ctx, &loaded, &observed, &changes, &commit, opts, start).await,
         };
+        let result = match (result, &opts.rollback) {
+            (Ok(Exit::Ok), _) => record_pins(&loaded, &observed, opts).await.map(|()| Exit::Ok),
+            (Err(e), Some(r)) if crate::exit::of_error(&e) == Exit::GateFailed => {
+                Err(anyhow::Error::new(RollbackStopped { rev: r.tree.rev.clone(), cause: e.to_string() }))
+            }
+            (other, _) => other,
+        };
         close_all(observed).await;
         result
     })
+}
+
+/// Hosts pinned by a rollback to another commit than `commit` refuse the apply (exit 6).
+fn refuse_pinned(observed: &[Observed], commit: &PlanCommit) -> anyhow::Result<()> {
+    let pins: Vec<(String, Pin)> = observed
+        .iter()
+        .filter_map(|o| {
+            let pin = o.report.as_ref().ok()?.pin.clone()?;
+            (Some(&pin.commit) != commit.commit.as_ref()).then(|| (o.host.clone(), pin))
+        })
+        .collect();
+    if pins.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow::Error::new(Pinned { pins }).context(Hinted::new(
+        "refused: an emergency rollback pinned the hosts; nothing was changed",
+        "when the cause is fixed, run `wavectl unpin` (or `wavectl apply --unpin PLAN`)",
+    )))
+}
+
+/// Takes the deletions of streams out of a rollback's changes; returns them (host, stream).
+fn keep_streams(changes: &mut ChangeSet) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    for h in &mut changes.hosts {
+        let host = h.host.clone();
+        let is_delete = |c: &Change| {
+            matches!(
+                c,
+                Change::Stream {
+                    action: StreamAction::Delete,
+                    ..
+                }
+            )
+        };
+        for c in h.waves.iter().flat_map(|w| &w.changes).chain(&h.removals) {
+            if let Change::Stream {
+                name,
+                action: StreamAction::Delete,
+                ..
+            } = c
+            {
+                kept.push((host.clone(), name.clone()));
+            }
+        }
+        for w in &mut h.waves {
+            w.changes.retain(|c| !is_delete(c));
+        }
+        h.removals.retain(|c| !is_delete(c));
+    }
+    kept
+}
+
+/// After a rollback: a pin on every host it reached. After `apply --unpin`: the pins lifted.
+async fn record_pins(loaded: &Loaded, observed: &[Observed], opts: &Options) -> anyhow::Result<()> {
+    let hosts: Vec<(&str, &dyn Host, &str)> = observed
+        .iter()
+        .filter_map(|o| {
+            let conn: &dyn Host = o.connection.as_ref()?;
+            o.report.as_ref().ok()?;
+            let root = loaded.desired.hosts.get(&o.host)?.root.as_str();
+            Some((o.host.as_str(), conn, root))
+        })
+        .collect();
+    let scripts: Vec<(&str, &dyn Host, String)> = match &opts.rollback {
+        Some(r) => {
+            let pin = Pin {
+                rev: r.tree.rev.clone(),
+                commit: r.tree.commit.clone(),
+                operator: crate::run::operator(),
+                pinned_at: crate::run::now_rfc3339(),
+                reason: r.reason.clone(),
+            };
+            let entry = crate::run::journal_entry(format!("pin to {} ({})", pin.rev, pin.commit));
+            hosts
+                .iter()
+                .map(|(n, h, root)| (*n, *h, crate::backend::pin::pin_script(root, &pin, &entry)))
+                .collect()
+        }
+        None if opts.unpin => {
+            let entry = crate::run::journal_entry("unpin (apply --unpin)".into());
+            hosts
+                .iter()
+                .map(|(n, h, root)| (*n, *h, crate::backend::pin::unpin_script(root, &entry)))
+                .collect()
+        }
+        None => return Ok(()),
+    };
+    let results = futures::future::join_all(
+        scripts
+            .iter()
+            .map(|(n, h, s)| async move { (*n, h.run(s).await) }),
+    )
+    .await;
+    for (name, r) in results {
+        match r {
+            Ok(out) if out.success() => {}
+            Ok(out) => anyhow::bail!("host {name}: cannot record the pin: {}", out.stderr.trim()),
+            Err(e) => anyhow::bail!("host {name}: cannot record the pin: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// Shows the changes, asks on a TTY, then applies them wave by wave (`start`: when the
@@ -96,7 +273,13 @@ async fn apply_changes(
         };
         write!(stdout, "{diff}")?;
     }
-    if !opts.yes && std::io::stdin().is_terminal() && !confirm()? {
+    if !opts.yes
+        && !confirm(if opts.rollback.is_some() {
+            "Roll back"
+        } else {
+            "Apply these changes"
+        })?
+    {
         writeln!(stdout, "nothing applied")?;
         return Ok(Exit::Error);
     }
@@ -116,9 +299,14 @@ async fn apply_changes(
             .collect(),
     };
     let servers = crate::run::streams::servers(loaded);
+    // A rollback runs the old plan's waves newest first.
+    let mut waves = loaded.desired.waves.clone();
+    if opts.rollback.is_some() {
+        waves.reverse();
+    }
     let job = Job {
         plan: &loaded.desired.plan,
-        waves: &loaded.desired.waves,
+        waves: &waves,
         checks: loaded
             .desired
             .hosts
@@ -150,8 +338,8 @@ async fn apply_changes(
     Ok(Exit::Ok)
 }
 
-fn confirm() -> anyhow::Result<bool> {
-    eprint!("Apply these changes? [y/N] ");
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question}? [y/N] ");
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use crate::cli::{ColorChoice, Global, Output};
 use crate::load::{self, Loaded, NamedText, Request};
-use crate::repo::WorkTree;
+use crate::repo::{GitTree, PlanRepo, WorkTree};
 
 pub struct Context {
     pub output: Output,
@@ -84,7 +84,30 @@ impl Context {
     /// Like `load`, for commands that reach the hosts: a root under `~` is resolved with the
     /// host's own home directory first (one short connection per such host).
     pub fn load_online(&self, plan: &Path) -> anyhow::Result<Loaded> {
-        let loaded = self.load(plan)?;
+        self.load_online_from(plan, None)
+    }
+
+    /// The plan repo's commit for `rev` (any git revision), read from git objects.
+    pub fn git_tree(&self, plan: &Path, rev: &str) -> anyhow::Result<GitTree> {
+        let (work, _) = WorkTree::for_plan(plan);
+        GitTree::open(work.root(), rev).map_err(|e| {
+            crate::cli::report::Hinted::new(
+                format!(
+                    "cannot read revision `{rev}` of the plan repo {}: {}",
+                    work.root().display(),
+                    e.message()
+                ),
+                "name a commit, tag or branch of the plan repo (git log --oneline; git tag)",
+            )
+            .into()
+        })
+    }
+
+    /// `load_online` of the plan as `tree` holds it (the work tree when `None`); the
+    /// inventory always comes from the work tree: it says where the machines are now.
+    pub fn load_online_from(&self, plan: &Path, tree: Option<&GitTree>) -> anyhow::Result<Loaded> {
+        let none = std::collections::BTreeMap::new();
+        let loaded = self.load_from(plan, tree, &none)?;
         let tilde: Vec<_> = loaded
             .inventory
             .hosts
@@ -112,7 +135,7 @@ impl Context {
             }
             homes
         });
-        self.load_with_homes(plan, &homes)
+        self.load_from(plan, tree, &homes)
     }
 
     fn load_with_homes(
@@ -120,8 +143,31 @@ impl Context {
         plan: &Path,
         homes: &std::collections::BTreeMap<String, String>,
     ) -> anyhow::Result<Loaded> {
+        self.load_from(plan, None, homes)
+    }
+
+    fn load_from(
+        &self,
+        plan: &Path,
+        tree: Option<&GitTree>,
+        homes: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<Loaded> {
         let (repo, plan_path) = WorkTree::for_plan(plan);
-        let inventory = self.inventory.as_deref().map(read_named).transpose()?;
+        let inventory = match (&self.inventory, tree) {
+            (Some(p), _) => Some(read_named(p)?),
+            // An old commit's inventory says where the machines were: read today's.
+            (None, Some(_)) => Some(match repo.read(load::LAB_INVENTORY) {
+                Ok(Some(text)) => NamedText {
+                    name: repo.display(load::LAB_INVENTORY),
+                    text,
+                },
+                _ => NamedText {
+                    name: "<built-in>/inventories/lab.toml".into(),
+                    text: crate::inventory::EMBEDDED_LAB.into(),
+                },
+            }),
+            (None, None) => None,
+        };
         let secrets_file = match &self.secrets_file {
             Some(p) => {
                 refuse_inside_repo(p, repo.root())?;
@@ -137,7 +183,11 @@ impl Context {
             env: &env,
             homes,
         };
-        Ok(load::load(&repo, &req)?)
+        let source: &dyn PlanRepo = match tree {
+            Some(t) => t,
+            None => &repo,
+        };
+        Ok(load::load(source, &req)?)
     }
 }
 

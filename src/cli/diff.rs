@@ -14,8 +14,23 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
     ctx.runtime()?.block_on(async {
         let observed = observe_all(&loaded).await;
         let changes = crate::run::changes_for(&loaded, &observed);
+        let pins: Vec<String> = observed
+            .iter()
+            .filter_map(|o| {
+                Some(format!(
+                    "{}: {}",
+                    o.host,
+                    o.report.as_ref().ok()?.pin.as_ref()?
+                ))
+            })
+            .collect();
         close_all(observed).await;
         let mut out = anstream::stdout().lock();
+        if ctx.output == Output::Human {
+            for p in &pins {
+                writeln!(out, "{p}")?;
+            }
+        }
         match ctx.output {
             Output::Json => writeln!(out, "{}", serde_json::to_string(&changes)?)?,
             Output::Human => write!(

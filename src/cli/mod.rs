@@ -9,8 +9,10 @@ mod migrations;
 mod progress;
 mod render;
 mod report;
+mod rollback;
 mod status;
 mod unlock;
+mod unpin;
 mod validate;
 
 use std::path::PathBuf;
@@ -87,6 +89,43 @@ pub enum Command {
         /// Apply from a plan tree with uncommitted changes (the generation is marked dirty).
         #[arg(long)]
         allow_dirty: bool,
+        /// Apply although a rollback pinned the hosts to another commit, and lift the pin.
+        #[arg(long)]
+        unpin: bool,
+        /// Show what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Apply the plan as git revision REV holds it (plan, templates, migrations), waves in
+    /// reverse order, and pin the hosts to it. The inventory comes from the current work tree:
+    /// it says where the machines are now.
+    Rollback {
+        /// A commit, tag (`phase1`), branch, `HEAD~3`, or `previous` (each host's previous
+        /// generation's commit; the hosts must agree).
+        #[arg(long, value_name = "REV")]
+        to: String,
+        /// The plan file, as a path in the work tree (default: the only plan in plans/).
+        plan: Option<PathBuf>,
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long, short)]
+        yes: bool,
+        /// Why: recorded in the pin and shown to whoever meets it.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Also delete the JetStream streams the old plan lacks (their messages are lost).
+        #[arg(long)]
+        delete_streams: bool,
+        /// Show what the rollback would do, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Lift the pin a rollback left, so that `apply` of other commits runs again.
+    Unpin {
+        /// The plan file (its hosts are unpinned).
+        plan: PathBuf,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Per host: reachable, generation, drift, and each process's state, uptime and restarts.
     Status { plan: PathBuf },
@@ -116,14 +155,38 @@ pub fn main() -> ExitCode {
             plan,
             yes,
             allow_dirty,
+            unpin,
+            dry_run,
         } => apply::run(
             &ctx,
             plan,
             &apply::Options {
                 yes: *yes,
                 allow_dirty: *allow_dirty,
+                unpin: *unpin,
+                dry_run: *dry_run,
+                rollback: None,
             },
         ),
+        Command::Rollback {
+            to,
+            plan,
+            yes,
+            reason,
+            delete_streams,
+            dry_run,
+        } => rollback::run(
+            &ctx,
+            &rollback::Args {
+                to,
+                plan: plan.as_deref(),
+                yes: *yes,
+                reason: reason.as_deref(),
+                delete_streams: *delete_streams,
+                dry_run: *dry_run,
+            },
+        ),
+        Command::Unpin { plan, host } => unpin::run(&ctx, plan, host.as_deref()),
         Command::Status { plan } => status::run(&ctx, plan),
         Command::Migrations(m) => migrations::run(&ctx, m),
         Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),

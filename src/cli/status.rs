@@ -39,6 +39,9 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                         if drift { "yes" } else { "no" },
                         r.lock.as_ref().map_or(String::new(), |l| format!(", locked by {l}"))
                     );
+                    if let Some(pin) = &r.pin {
+                        let _ = writeln!(text, "  {pin} (apply of other commits is refused until `wavectl unpin`)");
+                    }
                     let _ = writeln!(text, "  {:<34} {:<9} {:>8} {:>10} {:>8}", "PROCESS", "STATE", "PID", "UPTIME", "RESTARTS");
                     let mut procs = Vec::new();
                     let desired = loaded.desired.hosts.get(&o.host);
@@ -56,7 +59,7 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                     docs.push(json!({
                         "host": o.host, "reachable": true, "generation": generation, "commit": commit,
                         "applied_at": r.state.as_ref().map(|s| s.applied_at.clone()), "drift": drift,
-                        "lock": r.lock, "processes": procs,
+                        "lock": r.lock, "pin": r.pin, "processes": procs,
                     }));
                 }
             }

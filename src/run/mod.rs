@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod decide;
 pub mod events;
+pub mod generations;
 pub mod git;
 pub mod observe;
 pub mod probe;

@@ -94,6 +94,18 @@ impl Repo {
         self
     }
 
+    /// Tags the current commit.
+    pub fn tag(self, name: &str) -> Repo {
+        let ok = Command::new("git")
+            .args(["tag", name])
+            .current_dir(self.dir.path())
+            .status()
+            .expect("git tag")
+            .success();
+        assert!(ok, "git tag {name}");
+        self
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

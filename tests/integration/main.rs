@@ -10,6 +10,7 @@ mod local_transport;
 mod migrations_lab;
 mod nats_cluster;
 mod render_tools;
+mod rollback_lab;
 mod services_lab;
 mod sqlite_backend;
 mod validate_errors;

@@ -1,0 +1,180 @@
+//! `rollback --to REV`: the plan as an older commit holds it, applied on a real lab with its
+//! waves reversed; newer programs, files and migrations gone; the hosts pinned until `unpin`;
+//! a closed stdin without `--yes` refused at once.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{Repo, json};
+use crate::lab::Lab;
+
+const V1: &str = r#"version = 1
+name = "rb"
+
+[[process]]
+name = "base"
+host = "mainpc"
+command = ["sleep", "infinity"]
+env = { LEVEL = "v1" }
+
+[[migration]]
+name = "app"
+host = "mainpc"
+database = "app.db"
+dir = "migrations/app"
+
+[[wave]]
+name = "one"
+select = ["process.base", "migration.app"]
+"#;
+
+/// v1 plus a second wave: a new program, a file, and v1's program with another env.
+fn v2() -> String {
+    V1.replace("LEVEL = \"v1\"", "LEVEL = \"v2\"")
+        + r#"
+[[process]]
+name = "newer"
+host = "mainpc"
+command = ["sleep", "infinity"]
+
+[[file]]
+name = "note"
+host = "mainpc"
+path = "note.txt"
+content = "v2\n"
+
+[[wave]]
+name = "two"
+select = ["process.newer", "file.note"]
+"#
+}
+
+fn migration(repo: Repo, id: u32, sql: &str, down: &str) -> Repo {
+    repo.file(&format!("migrations/app/{id:04}_m{id}.up.sql"), sql)
+        .file(&format!("migrations/app/{id:04}_m{id}.down.sql"), down)
+}
+
+fn schema(lab: &Lab) -> String {
+    crate::common::sqlite3(&lab.root("mainpc").join("data/app.db"), &[], ".schema")
+}
+
+#[test]
+fn rollback_to_a_tag_returns_the_hosts_to_it_and_pins_them() {
+    let lab = Lab::up(74, 1);
+    let repo = Repo::with_plan(V1).with_inventory(lab.inventory());
+    let repo = migration(repo, 1, "CREATE TABLE a (x);\n", "DROP TABLE a;\n")
+        .commit("v1")
+        .tag("phase1");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let v1_schema = schema(&lab);
+
+    let repo = migration(
+        repo.file("plans/p.toml", &v2()),
+        2,
+        "CREATE TABLE b (y);\n",
+        "DROP TABLE b;\n",
+    )
+    .commit("v2");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert_ne!(schema(&lab), v1_schema);
+
+    // Not on a terminal and no --yes: refused at once, nothing changed.
+    let t = Instant::now();
+    let refused = repo.run(&["rollback", "--to", "phase1", "plans/p.toml"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    assert!(lab.root("mainpc").join("files/note.txt").exists());
+
+    let index_before = std::fs::read(repo.path().join(".git/index")).expect("index");
+    let plan_before = std::fs::read(repo.path().join("plans/p.toml")).expect("plan");
+    let rb = repo.run(&[
+        "rollback",
+        "--to",
+        "phase1",
+        "--yes",
+        "--reason",
+        "drill",
+        "plans/p.toml",
+    ]);
+    assert_eq!(rb.code, 0, "{}{}", rb.stdout, rb.stderr);
+    assert_eq!(
+        std::fs::read(repo.path().join(".git/index")).expect("index"),
+        index_before
+    );
+    assert_eq!(
+        std::fs::read(repo.path().join("plans/p.toml")).expect("plan"),
+        plan_before
+    );
+    // The newer wave's program and file are gone, the migration reverted, the env is v1's.
+    assert!(!lab.root("mainpc").join("files/note.txt").exists());
+    assert!(
+        !lab.root("mainpc")
+            .join("files/supervisor/programs/newer.conf")
+            .exists()
+    );
+    assert_eq!(schema(&lab), v1_schema);
+    let env = std::fs::read_to_string(lab.root("mainpc").join("files/env/base.env")).expect("env");
+    assert!(env.contains("LEVEL='v1'"), "{env}");
+    let status = json(&repo.run(&["status", "-o", "json", "plans/p.toml"]));
+    let procs = status["hosts"][0]["processes"].as_array().expect("procs");
+    // Status reads the work tree's plan (v2): its newer program is absent from the host.
+    let newer = procs.iter().find(|p| p["name"] == "newer").expect("newer");
+    assert_eq!(newer["state"], "ABSENT", "{procs:?}");
+    assert_eq!(status["hosts"][0]["pin"]["rev"], "phase1");
+    assert_eq!(status["hosts"][0]["pin"]["reason"], "drill");
+
+    // The phase1 tree is in sync.
+    let phase1 = Repo::with_plan(V1).with_inventory(lab.inventory());
+    let phase1 = migration(phase1, 1, "CREATE TABLE a (x);\n", "DROP TABLE a;\n").commit("v1");
+    let diff = phase1.run(&["diff", "plans/p.toml"]);
+    assert_eq!(diff.code, 0, "{}{}", diff.stdout, diff.stderr);
+
+    // Pinned: an apply of HEAD is refused with who, what and why, until unpinned.
+    let pinned = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(pinned.code, 6, "{}{}", pinned.stdout, pinned.stderr);
+    assert!(
+        pinned.stderr.contains("pinned to phase1") && pinned.stderr.contains("drill"),
+        "{}",
+        pinned.stderr
+    );
+    assert!(lab.root("mainpc").join("pin.json").exists());
+    let unpin = repo.run(&["unpin", "plans/p.toml"]);
+    assert_eq!(unpin.code, 0, "{}{}", unpin.stdout, unpin.stderr);
+    assert!(!lab.root("mainpc").join("pin.json").exists());
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    assert!(lab.root("mainpc").join("files/note.txt").exists());
+
+    // `previous`: the generation before the last one (the rollback's, i.e. phase1's commit).
+    let prev = repo.run(&["rollback", "--to", "previous", "--yes", "plans/p.toml"]);
+    assert_eq!(prev.code, 0, "{}{}", prev.stdout, prev.stderr);
+    assert!(!lab.root("mainpc").join("files/note.txt").exists());
+    let forward = repo.run(&["apply", "--yes", "--unpin", "plans/p.toml"]);
+    assert_eq!(forward.code, 0, "{}{}", forward.stdout, forward.stderr);
+    assert!(!lab.root("mainpc").join("pin.json").exists());
+    assert_eq!(repo.run(&["diff", "plans/p.toml"]).code, 0);
+}
+
+#[test]
+fn apply_with_stdin_closed_and_no_yes_is_refused_at_once() {
+    let repo = Repo::with_plan("version = 1\nname = \"t\"\n").commit("empty");
+    let t = Instant::now();
+    let run = repo.run(&["apply", "plans/p.toml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(run.stderr.contains("needs --yes"), "{}", run.stderr);
+}
+
+#[test]
+fn an_unknown_revision_is_named() {
+    let repo = Repo::with_plan("version = 1\nname = \"t\"\n").commit("one");
+    let run = repo.run(&["rollback", "--to", "no-such-tag", "--yes", "plans/p.toml"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot read revision `no-such-tag`"),
+        "{}",
+        run.stderr
+    );
+}
