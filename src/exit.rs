@@ -97,4 +97,25 @@ mod tests {
         assert_eq!(of_readiness(Readiness::Ready), Exit::Drift);
         assert_eq!(of_readiness(Readiness::Blocked), Exit::Error);
     }
+
+    #[test]
+    fn a_pin_refuses_with_6_and_a_stopped_rollback_needs_a_human() {
+        let pin = crate::state::Pin {
+            rev: "phase1".into(),
+            commit: "c".into(),
+            operator: "o".into(),
+            pinned_at: "t".into(),
+            reason: None,
+        };
+        let pinned = anyhow::Error::new(crate::state::Pinned {
+            pins: vec![("mainpc".into(), pin)],
+        })
+        .context("refused");
+        assert_eq!(of_error(&pinned), Exit::Pinned);
+        let stopped = crate::cli::apply::RollbackStopped {
+            rev: "phase1".into(),
+            cause: "gate failed".into(),
+        };
+        assert_eq!(of_error(&stopped.into()), Exit::RollbackFailed);
+    }
 }

@@ -1,7 +1,7 @@
 //! The command line: clap types, one file per subcommand, and the mapping of every outcome to an
 //! exit status.
 
-mod apply;
+pub mod apply;
 mod context;
 mod diff;
 mod history;
