@@ -44,10 +44,12 @@ pub fn of_error(e: &anyhow::Error) -> Exit {
     if is_broken_pipe(e) {
         return Exit::Ok;
     }
-    if e.chain()
-        .any(|c| c.downcast_ref::<crate::state::Pinned>().is_some())
-    {
+    let has = |is: fn(&(dyn std::error::Error + 'static)) -> bool| e.chain().any(is);
+    if has(|c| c.is::<crate::state::Pinned>()) {
         return Exit::Pinned;
+    }
+    if has(|c| c.is::<crate::cli::apply::RollbackStopped>()) {
+        return Exit::RollbackFailed;
     }
     match e.chain().find_map(|c| c.downcast_ref::<ApplyError>()) {
         Some(ApplyError::Locked { .. }) => Exit::Locked,
