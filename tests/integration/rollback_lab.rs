@@ -178,3 +178,30 @@ fn an_unknown_revision_is_named() {
         run.stderr
     );
 }
+
+/// Regression: a resource moved to a wave with another name changed its program file only in
+/// a comment, `supervisord update` ignored it, and the program kept its old environment.
+#[test]
+fn a_program_moved_to_another_wave_restarts_with_its_new_environment() {
+    let lab = Lab::up(75, 1);
+    let plan = |wave: &str, level: &str| {
+        format!(
+            "version = 1\nname = \"w\"\n\n[[process]]\nname = \"agent\"\nhost = \"mainpc\"\ncommand = [\"sleep\", \"infinity\"]\nenv = {{ LEVEL = \"{level}\" }}\n\n[[wave]]\nname = \"{wave}\"\nselect = [\"process.*\"]\n"
+        )
+    };
+    let repo = Repo::with_plan(&plan("week1", "one"))
+        .with_inventory(lab.inventory())
+        .commit("week1");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let repo = repo
+        .file("plans/p.toml", &plan("week2-pilot", "two"))
+        .commit("week2");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let pid = crate::common::pid_of(&repo, "mainpc", "agent").expect("agent runs");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.split('\0').any(|v| v == "LEVEL=two"), "{environ}");
+    assert_eq!(repo.run(&["diff", "plans/p.toml"]).code, 0);
+}
