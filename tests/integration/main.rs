@@ -2,6 +2,7 @@
 
 mod apply_lab;
 mod common;
+mod core_is_pure;
 mod diff_snapshots;
 mod gates_lab;
 mod hostile_plans;
