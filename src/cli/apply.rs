@@ -19,7 +19,7 @@ use crate::run::decide::{Readiness, readiness};
 use crate::run::events::Sink;
 use crate::run::git::PlanCommit;
 use crate::run::observe::Observed;
-use crate::run::observe::{close_all, observe_all};
+use crate::run::observe::close_all;
 use crate::run::probe::Probes;
 use crate::transport::Host;
 
@@ -30,7 +30,7 @@ pub struct Options {
 
 pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
     let start = Instant::now();
-    let loaded = ctx.load_online(plan)?;
+    let loaded = ctx.load(plan)?;
     let commit = ctx.plan_commit(plan)?;
     if commit.dirty && !opts.allow_dirty {
         let files = commit
@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
         .into());
     }
     ctx.runtime()?.block_on(async {
-        let observed = observe_all(&loaded).await;
+        let (loaded, observed) = ctx.observe(plan, loaded).await?;
         let changes = crate::run::changes_for(&loaded, &observed);
         let mut stdout = anstream::stdout();
         let result = match readiness(&changes) {

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use crate::cli::{ColorChoice, Global, Output};
 use crate::load::{self, Loaded, NamedText, Request};
 use crate::repo::WorkTree;
+use crate::run::observe::{Observed, observe_all};
+use crate::run::session::Session;
 
 pub struct Context {
     pub output: Output,
@@ -85,34 +87,37 @@ impl Context {
     /// host's own home directory first (one short connection per such host).
     pub fn load_online(&self, plan: &Path) -> anyhow::Result<Loaded> {
         let loaded = self.load(plan)?;
-        let tilde: Vec<_> = loaded
-            .inventory
-            .hosts
-            .iter()
-            .filter(|h| h.root.starts_with('~'))
-            .cloned()
-            .collect();
-        if tilde.is_empty() {
+        if !has_tilde_roots(&loaded) {
             return Ok(loaded);
         }
         let homes = self.runtime()?.block_on(async {
-            let mut homes = std::collections::BTreeMap::new();
-            for h in &tilde {
-                // An unreachable host keeps `~`: observing it reports the connection error.
-                let Ok(conn) = crate::transport::connect(&loaded.inventory, h).await else {
-                    continue;
-                };
-                if let Ok(out) = conn.run("printf '%s' \"$HOME\"").await {
-                    let home = out.stdout.trim();
-                    if out.success() && home.starts_with('/') {
-                        homes.insert(h.name.get_ref().clone(), home.to_string());
-                    }
-                }
-                conn.close().await;
-            }
+            let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
+            let session = Session::connect(&loaded.inventory, &names).await;
+            let homes = session.homes(&loaded.inventory).await;
+            session.close().await;
             homes
         });
         self.load_with_homes(plan, &homes)
+    }
+
+    /// Connects to every host of `loaded` (the plan as `load` read it) and observes it. A root
+    /// under `~` is resolved on the same connection that then observes, and the plan is
+    /// loaded again with it.
+    pub async fn observe(
+        &self,
+        plan: &Path,
+        loaded: Loaded,
+    ) -> anyhow::Result<(Loaded, Vec<Observed>)> {
+        if !has_tilde_roots(&loaded) {
+            let observed = observe_all(&loaded).await;
+            return Ok((loaded, observed));
+        }
+        let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
+        let session = Session::connect(&loaded.inventory, &names).await;
+        let homes = session.homes(&loaded.inventory).await;
+        let loaded = self.load_with_homes(plan, &homes)?;
+        let observed = session.observe(&loaded).await;
+        Ok((loaded, observed))
     }
 
     fn load_with_homes(
@@ -139,6 +144,14 @@ impl Context {
         };
         Ok(load::load(&repo, &req)?)
     }
+}
+
+fn has_tilde_roots(loaded: &Loaded) -> bool {
+    loaded
+        .inventory
+        .hosts
+        .iter()
+        .any(|h| h.root.starts_with('~'))
 }
 
 fn read_named(path: &Path) -> anyhow::Result<NamedText> {

@@ -7,6 +7,7 @@ pub mod events;
 pub mod git;
 pub mod observe;
 pub mod probe;
+pub mod session;
 pub mod streams;
 
 /// `user@machine` of whoever runs wavectl, for locks and generations.
