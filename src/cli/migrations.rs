@@ -123,7 +123,7 @@ fn status(ctx: &Context, plan: &Path, only: Option<&str>) -> anyhow::Result<Exit
                 }
             }
         }
-        Ok(if errors.is_empty() { Exit::Ok } else { Exit::Error })
+        Ok(crate::exit::of_reach(errors.is_empty()))
     })
 }
 
