@@ -23,7 +23,7 @@ use crate::run::decide::{Readiness, readiness};
 use crate::run::events::Sink;
 use crate::run::git::PlanCommit;
 use crate::run::observe::Observed;
-use crate::run::observe::{close_all, observe_all};
+use crate::run::observe::close_all;
 use crate::run::probe::Probes;
 use crate::state::{Pin, Pinned};
 use crate::transport::Host;
@@ -69,7 +69,8 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
         )
         .into());
     }
-    let loaded = ctx.load_online_from(plan, opts.rollback.as_ref().map(|r| &r.tree))?;
+    let tree = opts.rollback.as_ref().map(|r| &r.tree);
+    let loaded = ctx.load_at(plan, tree)?;
     let commit = match &opts.rollback {
         Some(r) => PlanCommit {
             commit: Some(r.tree.commit.clone()),
@@ -93,7 +94,7 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
         .into());
     }
     ctx.runtime()?.block_on(async {
-        let observed = observe_all(&loaded).await;
+        let (loaded, observed) = ctx.observe(plan, tree, loaded).await?;
         let mut changes = crate::run::changes_for(&loaded, &observed);
         let mut stdout = anstream::stdout();
         if opts.rollback.is_none()

@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use crate::cli::{ColorChoice, Global, Output};
 use crate::load::{self, Loaded, NamedText, Request};
 use crate::repo::{GitTree, PlanRepo, WorkTree};
+use crate::run::observe::{Observed, observe_all};
+use crate::run::session::Session;
 
 pub struct Context {
     pub output: Output,
@@ -84,7 +86,18 @@ impl Context {
     /// Like `load`, for commands that reach the hosts: a root under `~` is resolved with the
     /// host's own home directory first (one short connection per such host).
     pub fn load_online(&self, plan: &Path) -> anyhow::Result<Loaded> {
-        self.load_online_from(plan, None)
+        let loaded = self.load(plan)?;
+        if !has_tilde_roots(&loaded) {
+            return Ok(loaded);
+        }
+        let homes = self.runtime()?.block_on(async {
+            let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
+            let session = Session::connect(&loaded.inventory, &names).await;
+            let homes = session.homes(&loaded.inventory).await;
+            session.close().await;
+            homes
+        });
+        self.load_with_homes(plan, &homes)
     }
 
     /// The plan repo's commit for `rev` (any git revision), read from git objects.
@@ -103,39 +116,31 @@ impl Context {
         })
     }
 
-    /// `load_online` of the plan as `tree` holds it (the work tree when `None`); the
-    /// inventory always comes from the work tree: it says where the machines are now.
-    pub fn load_online_from(&self, plan: &Path, tree: Option<&GitTree>) -> anyhow::Result<Loaded> {
-        let none = std::collections::BTreeMap::new();
-        let loaded = self.load_from(plan, tree, &none)?;
-        let tilde: Vec<_> = loaded
-            .inventory
-            .hosts
-            .iter()
-            .filter(|h| h.root.starts_with('~'))
-            .cloned()
-            .collect();
-        if tilde.is_empty() {
-            return Ok(loaded);
+    /// `load` of the plan as `tree` holds it (the work tree when `None`); the inventory
+    /// always comes from the work tree: it says where the machines are now.
+    pub fn load_at(&self, plan: &Path, tree: Option<&GitTree>) -> anyhow::Result<Loaded> {
+        self.load_from(plan, tree, &std::collections::BTreeMap::new())
+    }
+
+    /// Connects to every host of `loaded` (the plan as `load_at(plan, tree)` read it) and
+    /// observes it. A root under `~` is resolved on the same connection that then observes,
+    /// and the plan is loaded again with it.
+    pub async fn observe(
+        &self,
+        plan: &Path,
+        tree: Option<&GitTree>,
+        loaded: Loaded,
+    ) -> anyhow::Result<(Loaded, Vec<Observed>)> {
+        if !has_tilde_roots(&loaded) {
+            let observed = observe_all(&loaded).await;
+            return Ok((loaded, observed));
         }
-        let homes = self.runtime()?.block_on(async {
-            let mut homes = std::collections::BTreeMap::new();
-            for h in &tilde {
-                // An unreachable host keeps `~`: observing it reports the connection error.
-                let Ok(conn) = crate::transport::connect(&loaded.inventory, h).await else {
-                    continue;
-                };
-                if let Ok(out) = conn.run("printf '%s' \"$HOME\"").await {
-                    let home = out.stdout.trim();
-                    if out.success() && home.starts_with('/') {
-                        homes.insert(h.name.get_ref().to_string(), home.to_string());
-                    }
-                }
-                conn.close().await;
-            }
-            homes
-        });
-        self.load_from(plan, tree, &homes)
+        let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
+        let session = Session::connect(&loaded.inventory, &names).await;
+        let homes = session.homes(&loaded.inventory).await;
+        let loaded = self.load_from(plan, tree, &homes)?;
+        let observed = session.observe(&loaded).await;
+        Ok((loaded, observed))
     }
 
     fn load_with_homes(
@@ -189,6 +194,14 @@ impl Context {
         };
         Ok(load::load(source, &req)?)
     }
+}
+
+fn has_tilde_roots(loaded: &Loaded) -> bool {
+    loaded
+        .inventory
+        .hosts
+        .iter()
+        .any(|h| h.root.starts_with('~'))
 }
 
 fn read_named(path: &Path) -> anyhow::Result<NamedText> {

@@ -7,12 +7,12 @@ use std::path::Path;
 use crate::cli::{Context, Output};
 use crate::diff::HumanDiff;
 use crate::exit::Exit;
-use crate::run::observe::{close_all, observe_all};
+use crate::run::observe::close_all;
 
 pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
-    let loaded = ctx.load_online(plan)?;
+    let loaded = ctx.load(plan)?;
     ctx.runtime()?.block_on(async {
-        let observed = observe_all(&loaded).await;
+        let (loaded, observed) = ctx.observe(plan, None, loaded).await?;
         let changes = crate::run::changes_for(&loaded, &observed);
         let pins: Vec<String> = observed
             .iter()

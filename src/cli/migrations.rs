@@ -11,7 +11,7 @@ use crate::backend::{observe::absolute, sqlite};
 use crate::cli::{Context, Output};
 use crate::exit::Exit;
 use crate::primitive::DatabaseSpec;
-use crate::run::observe::{close_all, observe_all};
+use crate::run::observe::close_all;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Migrations {
@@ -69,9 +69,9 @@ pub fn run(ctx: &Context, cmd: &Migrations) -> anyhow::Result<Exit> {
 }
 
 fn status(ctx: &Context, plan: &Path, only: Option<&str>) -> anyhow::Result<Exit> {
-    let loaded = ctx.load_online(plan)?;
+    let loaded = ctx.load(plan)?;
     ctx.runtime()?.block_on(async {
-        let observed = observe_all(&loaded).await;
+        let (loaded, observed) = ctx.observe(plan, None, loaded).await?;
         let mut rows = Vec::new();
         let mut errors = Vec::new();
         for o in &observed {
@@ -123,7 +123,7 @@ fn status(ctx: &Context, plan: &Path, only: Option<&str>) -> anyhow::Result<Exit
                 }
             }
         }
-        Ok(if errors.is_empty() { Exit::Ok } else { Exit::Error })
+        Ok(crate::exit::of_reach(errors.is_empty()))
     })
 }
 

@@ -9,12 +9,12 @@ use serde_json::json;
 
 use crate::cli::{Context, Output};
 use crate::exit::Exit;
-use crate::run::observe::{close_all, observe_all};
+use crate::run::observe::close_all;
 
 pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
-    let loaded = ctx.load_online(plan)?;
+    let loaded = ctx.load(plan)?;
     ctx.runtime()?.block_on(async {
-        let observed = observe_all(&loaded).await;
+        let (loaded, observed) = ctx.observe(plan, None, loaded).await?;
         let changes = crate::run::changes_for(&loaded, &observed);
         let mut docs = Vec::new();
         let mut text = String::new();

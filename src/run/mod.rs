@@ -8,6 +8,7 @@ pub mod generations;
 pub mod git;
 pub mod observe;
 pub mod probe;
+pub mod session;
 pub mod streams;
 
 /// `user@machine` of whoever runs wavectl, for locks and generations.

@@ -1,4 +1,4 @@
-//! Connect to every host of the plan and observe it, all in parallel, one round trip each.
+//! Observe every host of the plan, all in parallel, one round trip each on its open connection.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -7,6 +7,7 @@ use futures::future::join_all;
 
 use crate::backend::observe::{self, Observation, ObserveError};
 use crate::load::Loaded;
+use crate::primitive::HostDesired;
 use crate::transport::{self, Connection, TransportError};
 
 /// Why a host could not be observed.
@@ -48,61 +49,74 @@ pub struct Observed {
     pub elapsed: Duration,
 }
 
-/// Observes every host that has something in the plan.
+/// Observes every host that has something in the plan, each as soon as it is connected.
 pub async fn observe_all(loaded: &Loaded) -> Vec<Observed> {
     let tasks = loaded.desired.hosts.iter().filter_map(|(name, desired)| {
         let host = loaded.inventory.host(name)?;
         Some(async move {
             let start = Instant::now();
-            let (connection, report) = match transport::connect(&loaded.inventory, host).await {
-                Err(e) => (None, Err(HostError::from(e))),
-                Ok(conn) => {
-                    let script = observe::script(&host.root, desired);
-                    let report = match conn.run(&script).await {
-                        Err(e) => Err(HostError::from(e)),
-                        Ok(out) if !out.success() => Err(HostError::Script {
-                            host: name.clone(),
-                            status: out.status,
-                            stderr: out.stderr.trim().to_string(),
-                        }),
-                        Ok(out) => observe::parse(&host.root, &out.stdout).map_err(|source| {
-                            HostError::Observe {
-                                host: name.clone(),
-                                source,
-                            }
-                        }),
-                    };
-                    let report = match report {
-                        Ok(r) => with_streams(desired, r).map_err(|e| match e {
-                            HostError::Script { status, stderr, .. } => HostError::Script {
-                                host: name.clone(),
-                                status,
-                                stderr,
-                            },
-                            other => other,
-                        }),
-                        Err(e) => Err(e),
-                    };
-                    (Some(conn), report)
-                }
-            };
-            Observed {
-                host: name.clone(),
-                connection,
-                report,
-                elapsed: start.elapsed(),
-            }
+            let conn = transport::connect(&loaded.inventory, host).await;
+            observed(name, desired, start, conn).await
         })
     });
     join_all(tasks).await
 }
 
+/// Observes a host on the connection made for it (or reports why there is none).
+pub async fn observed(
+    name: &str,
+    desired: &HostDesired,
+    start: Instant,
+    conn: Result<Connection, TransportError>,
+) -> Observed {
+    let (connection, report) = match conn {
+        Err(e) => (None, Err(HostError::from(e))),
+        Ok(conn) => {
+            let report = observe_host(&conn, name, &desired.root, desired).await;
+            (Some(conn), report)
+        }
+    };
+    Observed {
+        host: name.to_string(),
+        connection,
+        report,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Observes one host on its open connection: one round trip.
+pub async fn observe_host(
+    conn: &Connection,
+    name: &str,
+    root: &str,
+    desired: &HostDesired,
+) -> Result<Observation, HostError> {
+    let script = observe::script(root, desired);
+    let out = conn.run(&script).await?;
+    if !out.success() {
+        return Err(HostError::Script {
+            host: name.to_string(),
+            status: out.status,
+            stderr: out.stderr.trim().to_string(),
+        });
+    }
+    let report = observe::parse(root, &out.stdout).map_err(|source| HostError::Observe {
+        host: name.to_string(),
+        source,
+    })?;
+    with_streams(desired, report).map_err(|e| match e {
+        HostError::Script { status, stderr, .. } => HostError::Script {
+            host: name.to_string(),
+            status,
+            stderr,
+        },
+        other => other,
+    })
+}
+
 /// Adds the streams of the host's running nats servers: the planned ones and those the last
 /// generation managed.
-fn with_streams(
-    desired: &crate::primitive::HostDesired,
-    mut report: Observation,
-) -> Result<Observation, HostError> {
+fn with_streams(desired: &HostDesired, mut report: Observation) -> Result<Observation, HostError> {
     let managed = report
         .state
         .as_ref()

@@ -66,7 +66,15 @@ fn the_readme_module_map_names_every_module() {
         .nth(1)
         .expect("a `### Module map` section");
     let mut missing = Vec::new();
-    for dir in ["src", "src/plan", "src/diff", "src/backend", "src/cli", "src/run", "src/transport"] {
+    for dir in [
+        "src",
+        "src/plan",
+        "src/diff",
+        "src/backend",
+        "src/cli",
+        "src/run",
+        "src/transport",
+    ] {
         for f in std::fs::read_dir(project_root().join(dir)).expect("dir") {
             let p = f.expect("entry").path();
             if p.extension().is_some_and(|x| x == "rs") {
