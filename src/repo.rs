@@ -129,21 +129,25 @@ pub struct GitTree {
     pub commit: String,
     /// How the operator named the revision (`phase1`, `HEAD~3`, a sha).
     pub rev: String,
+    /// The commit's subject line.
+    pub subject: Option<String>,
 }
 
 impl GitTree {
     /// Opens the repository at `root` and resolves `rev` (any git revision) to its commit.
     pub fn open(root: &Path, rev: &str) -> Result<GitTree, git2::Error> {
         let repo = git2::Repository::open(root)?;
-        let (tree, id) = {
+        let (tree, id, subject) = {
             let commit = repo.revparse_single(rev)?.peel_to_commit()?;
-            (commit.tree_id(), commit.id().to_string())
+            let subject = commit.summary().ok().flatten().map(str::to_string);
+            (commit.tree_id(), commit.id().to_string(), subject)
         };
         Ok(GitTree {
             repo,
             tree,
             commit: id,
             rev: rev.to_string(),
+            subject,
         })
     }
 

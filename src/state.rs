@@ -28,6 +28,18 @@ pub struct HostState {
     /// Managed stream name -> the nats server (plan name) holding it.
     #[serde(default)]
     pub streams: BTreeMap<String, String>,
+    /// The commit's subject line.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// The waves this generation applied on the host, in order.
+    #[serde(default)]
+    pub waves: Vec<String>,
+    /// `ok`, or `rolled back at WAVE` (the waves before it stay).
+    #[serde(default)]
+    pub result: String,
+    /// Set when the generation was made by `rollback --to REV`: REV as given.
+    #[serde(default)]
+    pub rollback_to: Option<String>,
 }
 
 /// `lock`: present while an apply runs on the host.

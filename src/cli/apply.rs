@@ -76,6 +76,7 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
             commit: Some(r.tree.commit.clone()),
             dirty: false,
             dirty_files: Vec::new(),
+            subject: r.tree.subject.clone(),
         },
         None => ctx.plan_commit(plan)?,
     };
@@ -306,6 +307,7 @@ async fn apply_changes(
         waves.reverse();
     }
     let job = Job {
+        rollback_to: opts.rollback.as_ref().map(|r| r.tree.rev.as_str()),
         plan: &loaded.desired.plan,
         waves: &waves,
         checks: loaded

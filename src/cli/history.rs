@@ -1,4 +1,5 @@
-//! `wavectl history`: the generations each host recorded: number, commit, who, when.
+//! `wavectl history`: the generations each host recorded: number, commit and subject, when,
+//! who, apply or rollback, the result and the waves applied; and the host's pin.
 
 use std::io::Write;
 
@@ -24,12 +25,13 @@ pub fn run(ctx: &Context) -> anyhow::Result<Exit> {
                     writeln!(out, "{host}: unreachable: {e}")?;
                 }
             }
-            Ok(gens) => {
+            Ok(history) => {
+                let gens = &history.generations;
                 let rows: Vec<_> = gens
                     .iter()
-                    .map(|g| json!({ "generation": g.generation, "commit": g.commit, "dirty": g.dirty, "operator": g.operator, "applied_at": g.applied_at, "plan": g.plan }))
+                    .map(|g| json!({ "generation": g.generation, "commit": g.commit, "subject": g.subject, "dirty": g.dirty, "operator": g.operator, "applied_at": g.applied_at, "plan": g.plan, "waves": g.waves, "result": g.result, "rollback_to": g.rollback_to }))
                     .collect();
-                docs.push(json!({ "host": host, "generations": rows }));
+                docs.push(json!({ "host": host, "generations": rows, "pin": history.pin }));
                 if ctx.output == Output::Human {
                     writeln!(
                         out,
@@ -46,11 +48,27 @@ pub fn run(ctx: &Context) -> anyhow::Result<Exit> {
                             .as_deref()
                             .map_or("-".to_string(), |c| c.chars().take(12).collect());
                         let dirty = if g.dirty { " (dirty)" } else { "" };
+                        let subject = g.subject.as_deref().unwrap_or("");
+                        let what = match &g.rollback_to {
+                            Some(rev) => format!("rollback to {rev}"),
+                            None => "apply".to_string(),
+                        };
+                        let result = if g.result.is_empty() {
+                            "ok"
+                        } else {
+                            g.result.as_str()
+                        };
                         writeln!(
                             out,
-                            "  {:>4}  {commit}{dirty}  {}  {}  {}",
-                            g.generation, g.applied_at, g.operator, g.plan
+                            "  {:>4}  {commit}{dirty}  {}  {}  {what}: {result}  waves [{}]  {subject}",
+                            g.generation,
+                            g.applied_at,
+                            g.operator,
+                            g.waves.join(", ")
                         )?;
+                    }
+                    if let Some(pin) = &history.pin {
+                        writeln!(out, "  {pin}")?;
                     }
                 }
             }

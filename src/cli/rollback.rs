@@ -78,12 +78,18 @@ fn previous(ctx: &Context) -> anyhow::Result<String> {
     for (host, report) in reports {
         match report {
             Err(e) => problems.push(format!("{host}: {e}")),
-            Ok(gens) if gens.is_empty() => {}
-            Ok(gens) => match gens.iter().rev().nth(1).and_then(|g| g.commit.clone()) {
+            Ok(h) if h.generations.is_empty() => {}
+            Ok(h) => match h
+                .generations
+                .iter()
+                .rev()
+                .nth(1)
+                .and_then(|g| g.commit.clone())
+            {
                 Some(c) => commits.push((host, c)),
                 None => problems.push(format!(
                     "{host}: has no previous generation with a commit (generations: {})",
-                    gens.len()
+                    h.generations.len()
                 )),
             },
         }

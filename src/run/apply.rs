@@ -68,6 +68,23 @@ pub enum ApplyError {
     },
 }
 
+impl ApplyError {
+    /// What a generation records of how its apply ended.
+    pub fn result(&self) -> String {
+        match self {
+            ApplyError::Step { wave, .. } => format!("rolled back at {wave} (step failed)"),
+            ApplyError::GateFailed {
+                wave,
+                rolled_back: true,
+                ..
+            } => format!("rolled back at {wave} (gate failed)"),
+            ApplyError::GateFailed { wave, .. } => format!("paused at {wave} (gate failed)"),
+            ApplyError::UndoFailed { cause, .. } => format!("{}, undo failed", cause.result()),
+            _ => "failed".to_string(),
+        }
+    }
+}
+
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
     items
         .iter()
@@ -153,6 +170,8 @@ pub struct Target<'a> {
 /// What an apply needs besides its hosts: the waves, the checks, where nats servers listen,
 /// the commit it records, and who judges the gates.
 pub struct Job<'a> {
+    /// `rollback --to REV`: REV as given, recorded in each generation.
+    pub rollback_to: Option<&'a str>,
     /// The plan file, recorded in each generation.
     pub plan: &'a str,
     pub waves: &'a [WaveSpec],
@@ -250,8 +269,12 @@ pub async fn apply(
     };
     lock_all(&hosts, &lock).await?;
     let outcome = run_waves(job, &hosts, sink).await;
+    let result = match &outcome {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.result(),
+    };
     // What was done is recorded even when a later wave failed: the next diff starts from it.
-    let recorded = finish_all(job, &hosts, &token, sink).await;
+    let recorded = finish_all(job, &hosts, &token, &result, sink).await;
     unlock_all(&hosts, &token).await;
     match (outcome, recorded) {
         (Ok(()), Ok(applied)) => Ok(applied),
@@ -752,6 +775,7 @@ async fn finish_all(
     job: &Job<'_>,
     hosts: &[HostRun<'_>],
     token: &str,
+    result: &str,
     sink: &dyn Sink,
 ) -> Result<Applied, ApplyError> {
     let results = join_all(hosts.iter().map(|h| async move {
@@ -771,6 +795,10 @@ async fn finish_all(
             files: hashes.files,
             processes: hashes.processes,
             streams: hashes.streams,
+            subject: job.commit.subject.clone(),
+            waves: locked(&h.held).clone(),
+            result: result.to_string(),
+            rollback_to: job.rollback_to.map(str::to_string),
         };
         let built = finish_script(h.root, &state, token);
         let out = h.host.run(built.script.as_str()).await?;
@@ -940,10 +968,12 @@ mod tests {
             commit: Some("c0ffee".into()),
             dirty: false,
             dirty_files: vec![],
+            subject: None,
         };
         let servers = streams::Servers::new();
         let gate = Gate(failing);
         let job = Job {
+            rollback_to: None,
             plan: "plans/p.toml",
             waves,
             checks: vec![],

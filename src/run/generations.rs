@@ -5,10 +5,17 @@ use base64::Engine as _;
 use futures::future::join_all;
 
 use crate::inventory::Inventory;
-use crate::state::HostState;
+use crate::state::{HostState, Pin};
 
-/// Each inventory host with its generations, oldest first, or why it could not be read.
-pub async fn of_all(inventory: &Inventory) -> Vec<(String, Result<Vec<HostState>, String>)> {
+/// A host's generations, oldest first, and the pin a rollback left.
+#[derive(Debug, Default)]
+pub struct History {
+    pub generations: Vec<HostState>,
+    pub pin: Option<Pin>,
+}
+
+/// Each inventory host with its history, or why it could not be read.
+pub async fn of_all(inventory: &Inventory) -> Vec<(String, Result<History, String>)> {
     join_all(inventory.hosts.iter().map(|h| async move {
         let name = h.name.get_ref().to_string();
         let conn = match crate::transport::connect(inventory, h).await {
@@ -26,18 +33,24 @@ pub async fn of_all(inventory: &Inventory) -> Vec<(String, Result<Vec<HostState>
     .await
 }
 
-/// `gen <base64 of generations/N.json>` lines -> generations, oldest first.
-fn parse(stdout: &str) -> Vec<HostState> {
-    let mut gens: Vec<HostState> = stdout
+/// `gen <base64 of generations/N.json>` lines and a `pin <base64>` line -> the history.
+fn parse(stdout: &str) -> History {
+    let decode = |b: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b.trim())
+            .ok()
+    };
+    let mut generations: Vec<HostState> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("gen "))
-        .filter_map(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
+        .filter_map(decode)
         .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
         .collect();
-    gens.sort_by_key(|g| g.generation);
-    gens
+    generations.sort_by_key(|g| g.generation);
+    let pin = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pin "))
+        .and_then(decode)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    History { generations, pin }
 }

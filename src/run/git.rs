@@ -12,6 +12,8 @@ pub struct PlanCommit {
     /// Modified or untracked files in the repo.
     pub dirty: bool,
     pub dirty_files: Vec<String>,
+    /// The commit's subject line.
+    pub subject: Option<String>,
 }
 
 pub fn plan_commit(repo_root: &Path) -> Result<PlanCommit, git2::Error> {
@@ -22,15 +24,16 @@ pub fn plan_commit(repo_root: &Path) -> Result<PlanCommit, git2::Error> {
                 commit: None,
                 dirty: true,
                 dirty_files: vec![],
+                subject: None,
             });
         }
         Err(e) => return Err(e),
     };
-    let commit = repo
-        .head()
-        .ok()
-        .and_then(|h| h.peel_to_commit().ok())
-        .map(|c| c.id().to_string());
+    let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let commit = head.as_ref().map(|c| c.id().to_string());
+    let subject = head
+        .as_ref()
+        .and_then(|c| c.summary().ok().flatten().map(str::to_string));
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(true)
@@ -44,5 +47,6 @@ pub fn plan_commit(repo_root: &Path) -> Result<PlanCommit, git2::Error> {
         commit,
         dirty: !dirty_files.is_empty(),
         dirty_files,
+        subject,
     })
 }

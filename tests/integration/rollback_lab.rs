@@ -125,6 +125,19 @@ fn rollback_to_a_tag_returns_the_hosts_to_it_and_pins_them() {
     assert_eq!(status["hosts"][0]["pin"]["rev"], "phase1");
     assert_eq!(status["hosts"][0]["pin"]["reason"], "drill");
 
+    let history = json(&repo.run(&["history", "-o", "json"]));
+    let host = &history["hosts"][0];
+    let last = host["generations"]
+        .as_array()
+        .expect("gens")
+        .last()
+        .expect("a generation")
+        .clone();
+    assert_eq!(last["rollback_to"], "phase1", "{last}");
+    assert_eq!(last["result"], "ok");
+    assert_eq!(last["subject"], "v1");
+    assert_eq!(host["pin"]["reason"], "drill");
+
     // The phase1 tree is in sync.
     let phase1 = Repo::with_plan(V1).with_inventory(lab.inventory());
     let phase1 = migration(phase1, 1, "CREATE TABLE a (x);\n", "DROP TABLE a;\n").commit("v1");
