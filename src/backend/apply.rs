@@ -291,7 +291,7 @@ pub fn generations_script(root: &str) -> Script {
     let mut s = Script::new();
     s.raw("cd")
         .arg(root)
-        .raw(" 2>/dev/null || exit 0\nfor f in generations/*.json; do [ -f \"$f\" ] && printf 'gen %s\\n' \"$(base64 -w0 \"$f\")\"; done\n[ -f pin.json ] && printf 'pin %s\\n' \"$(base64 -w0 pin.json)\"; true\n");
+        .raw(" 2>/dev/null || exit 0\nfor f in generations/*.json; do [ -f \"$f\" ] && printf 'gen %s\\n' \"$(base64 -w0 \"$f\")\"; done\n[ -f pin.json ] && printf 'pin %s\\n' \"$(base64 -w0 pin.json)\"\n[ -f lock ] && printf 'lock %s\\n' \"$(base64 -w0 lock)\"; true\n");
     s
 }
 

@@ -59,6 +59,8 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         "[ -f state.json ] && printf 'state %s\\n' \"$(base64 -w0 state.json)\"\n",
         "[ -f lock ] && printf 'lock %s\\n' \"$(base64 -w0 lock)\"\n",
         "[ -f pin.json ] && printf 'pin %s\\n' \"$(base64 -w0 pin.json)\"\n",
+        // Where a locked host's apply got to: its journal's last line.
+        "[ -f lock ] && [ -f journal.jsonl ] && printf 'lastjournal %s\\n' \"$(tail -n 1 journal.jsonl | base64 -w0)\"\n",
         "if [ -d files ]; then\n",
         "  find files -type f ! -name '*.wv-tmp.*' -printf 'mode %m %p\\n'\n",
         "  sums=$(find files -type f ! -name '*.wv-tmp.*' -print0 | xargs -0 -r sha256sum)\n",
@@ -133,6 +135,8 @@ pub struct Observation {
     pub lock: Option<Lock>,
     /// The rollback that pinned the host, if one did.
     pub pin: Option<Pin>,
+    /// The last journal line of a locked host: where its apply got to.
+    pub last_step: Option<serde_json::Value>,
     pub observed: HostObserved,
     /// Databases that block an apply (dirty, not a database, locked), one message each.
     pub database_problems: Vec<String>,
@@ -196,6 +200,12 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                 };
                 let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
                 o.lock = Some(serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?);
+            }
+            "lastjournal" => {
+                o.last_step = B64
+                    .decode(rest.trim())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
             }
             "pin" => {
                 let bad = |reason: String| ObserveError::BadPin {

@@ -35,6 +35,8 @@ pub struct Options {
     pub unpin: bool,
     /// Show what would change and stop.
     pub dry_run: bool,
+    /// Take over the locks of an apply that died on this machine (journaled).
+    pub force_unlock: bool,
     /// Set for `rollback --to REV`.
     pub rollback: Option<Rollback>,
 }
@@ -105,6 +107,10 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
             close_all(observed).await;
             return Err(e);
         }
+        if let Err(e) = take_over_interrupted(&loaded, &observed, opts).await {
+            close_all(observed).await;
+            return Err(e);
+        }
         let kept = match &opts.rollback {
             Some(r) if !r.delete_streams => keep_streams(&mut changes),
             _ => Vec::new(),
@@ -171,6 +177,56 @@ fn refuse_pinned(observed: &[Observed], commit: &PlanCommit) -> anyhow::Result<(
         "refused: an emergency rollback pinned the hosts; nothing was changed",
         "when the cause is fixed, run `wavectl unpin` (or `wavectl apply --unpin PLAN`)",
     )))
+}
+
+/// Locks left by an apply that died on this machine: named with where it stopped, and taken
+/// over (journaled) with `--force-unlock`. A live lock, or one from another machine, is left
+/// to the lock step (exit 4).
+async fn take_over_interrupted(
+    loaded: &Loaded,
+    observed: &[Observed],
+    opts: &Options,
+) -> anyhow::Result<()> {
+    let mut refused = Vec::new();
+    for o in observed {
+        let (Some(conn), Ok(report)) = (&o.connection, &o.report) else {
+            continue;
+        };
+        let Some(lock) = report
+            .lock
+            .as_ref()
+            .filter(|l| crate::run::lock_is_orphaned(l))
+        else {
+            continue;
+        };
+        let what = crate::run::interrupted(lock, report.last_step.as_ref());
+        if !opts.force_unlock {
+            refused.push(format!("host {}: {what}; its process is gone", o.host));
+            continue;
+        }
+        let Some(root) = loaded.desired.hosts.get(&o.host).map(|d| d.root.as_str()) else {
+            continue;
+        };
+        let entry = crate::run::journal_entry(format!("force-unlock: {what}"));
+        let script = crate::backend::apply::journaled(root, "rm -f lock", &entry);
+        let out = conn.run(script.as_str()).await?;
+        if !out.success() {
+            anyhow::bail!(
+                "host {}: cannot take over the lock: {}",
+                o.host,
+                out.stderr.trim()
+            );
+        }
+        eprintln!("{}: took over the lock: {what}", o.host);
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Hinted::new(
+        refused.join("\n"),
+        "take over with `wavectl apply --force-unlock PLAN` (it converges from where the hosts stand), or return every host to its last good generation with `wavectl rollback --to previous --force-unlock`",
+    )
+    .into())
 }
 
 /// Takes the deletions of streams out of a rollback's changes; returns them (host, stream).

@@ -23,6 +23,15 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                     o.report.as_ref().ok()?.pin.as_ref()?
                 ))
             })
+            .chain(observed.iter().filter_map(|o| {
+                let r = o.report.as_ref().ok()?;
+                let lock = r.lock.as_ref().filter(|l| crate::run::lock_is_orphaned(l))?;
+                Some(format!(
+                    "{}: {} (run `wavectl apply --force-unlock` or `wavectl rollback --to previous --force-unlock`)",
+                    o.host,
+                    crate::run::interrupted(lock, r.last_step.as_ref())
+                ))
+            }))
             .collect();
         close_all(observed).await;
         let mut out = anstream::stdout().lock();

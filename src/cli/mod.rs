@@ -95,6 +95,9 @@ pub enum Command {
         /// Show what would change, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Take over the locks of an apply that died on this machine (journaled).
+        #[arg(long)]
+        force_unlock: bool,
     },
     /// Apply the plan as git revision REV holds it (plan, templates, migrations), waves in
     /// reverse order, and pin the hosts to it. The inventory comes from the current work tree:
@@ -118,6 +121,9 @@ pub enum Command {
         /// Show what the rollback would do, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Take over the locks of an apply that died on this machine (journaled).
+        #[arg(long)]
+        force_unlock: bool,
     },
     /// Lift the pin a rollback left, so that `apply` of other commits runs again.
     Unpin {
@@ -157,6 +163,7 @@ pub fn main() -> ExitCode {
             allow_dirty,
             unpin,
             dry_run,
+            force_unlock,
         } => apply::run(
             &ctx,
             plan,
@@ -165,6 +172,7 @@ pub fn main() -> ExitCode {
                 allow_dirty: *allow_dirty,
                 unpin: *unpin,
                 dry_run: *dry_run,
+                force_unlock: *force_unlock,
                 rollback: None,
             },
         ),
@@ -175,6 +183,7 @@ pub fn main() -> ExitCode {
             reason,
             delete_streams,
             dry_run,
+            force_unlock,
         } => rollback::run(
             &ctx,
             &rollback::Args {
@@ -184,6 +193,7 @@ pub fn main() -> ExitCode {
                 reason: reason.as_deref(),
                 delete_streams: *delete_streams,
                 dry_run: *dry_run,
+                force_unlock: *force_unlock,
             },
         ),
         Command::Unpin { plan, host } => unpin::run(&ctx, plan, host.as_deref()),

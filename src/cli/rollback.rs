@@ -15,6 +15,7 @@ pub struct Args<'a> {
     pub reason: Option<&'a str>,
     pub delete_streams: bool,
     pub dry_run: bool,
+    pub force_unlock: bool,
 }
 
 pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
@@ -38,6 +39,7 @@ pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
         allow_dirty: false,
         unpin: false,
         dry_run: args.dry_run,
+        force_unlock: args.force_unlock,
         rollback: Some(Rollback {
             tree,
             reason: args.reason.map(str::to_string),
@@ -67,7 +69,8 @@ fn only_plan() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// The commit of each host's previous generation; the hosts must agree.
+/// The commit of each host's previous generation (its last one when its last apply was
+/// interrupted); the hosts must agree.
 fn previous(ctx: &Context) -> anyhow::Result<String> {
     let inventory = ctx.inventory()?;
     let reports = ctx
@@ -79,11 +82,19 @@ fn previous(ctx: &Context) -> anyhow::Result<String> {
         match report {
             Err(e) => problems.push(format!("{host}: {e}")),
             Ok(h) if h.generations.is_empty() => {}
+            // An apply that died recorded no generation: its host's last one is the last good
+            // one. Otherwise the generation before the last.
             Ok(h) => match h
                 .generations
                 .iter()
                 .rev()
-                .nth(1)
+                .nth(
+                    if h.lock.as_ref().is_some_and(crate::run::lock_is_orphaned) {
+                        0
+                    } else {
+                        1
+                    },
+                )
                 .and_then(|g| g.commit.clone())
             {
                 Some(c) => commits.push((host, c)),

@@ -37,7 +37,11 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                         o.host,
                         generation.map_or("-".to_string(), |g| g.to_string()),
                         if drift { "yes" } else { "no" },
-                        r.lock.as_ref().map_or(String::new(), |l| format!(", locked by {l}"))
+                        r.lock.as_ref().map_or(String::new(), |l| if crate::run::lock_is_orphaned(l) {
+                            format!(", {} (run `wavectl apply --force-unlock` or `wavectl rollback --to previous --force-unlock`)", crate::run::interrupted(l, r.last_step.as_ref()))
+                        } else {
+                            format!(", locked by {l}")
+                        })
                     );
                     if let Some(pin) = &r.pin {
                         let _ = writeln!(text, "  {pin} (apply of other commits is refused until `wavectl unpin`)");

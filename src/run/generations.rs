@@ -5,13 +5,15 @@ use base64::Engine as _;
 use futures::future::join_all;
 
 use crate::inventory::Inventory;
-use crate::state::{HostState, Pin};
+use crate::state::{HostState, Lock, Pin};
 
 /// A host's generations, oldest first, and the pin a rollback left.
 #[derive(Debug, Default)]
 pub struct History {
     pub generations: Vec<HostState>,
     pub pin: Option<Pin>,
+    /// The lock of an apply in progress, or of one that died.
+    pub lock: Option<Lock>,
 }
 
 /// Each inventory host with its history, or why it could not be read.
@@ -52,5 +54,14 @@ fn parse(stdout: &str) -> History {
         .find_map(|l| l.strip_prefix("pin "))
         .and_then(decode)
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    History { generations, pin }
+    let lock = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("lock "))
+        .and_then(decode)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    History {
+        generations,
+        pin,
+        lock,
+    }
 }

@@ -37,6 +37,43 @@ fn user_of_uid() -> Option<String> {
     })
 }
 
+/// Whether the apply that holds `lock` is gone: it ran on this machine and its pid is no longer
+/// a wavectl process. A lock from another machine is never judged from here.
+pub fn lock_is_orphaned(lock: &crate::state::Lock) -> bool {
+    if lock.machine != machine() {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{}/cmdline", lock.pid)) {
+        Ok(cmdline) => !String::from_utf8_lossy(&cmdline).contains("wavectl"),
+        Err(_) => true,
+    }
+}
+
+/// `the apply of COMMIT by USER at T was interrupted in wave W (last step: S)`, from the lock
+/// and the host's last journal line.
+pub fn interrupted(lock: &crate::state::Lock, last: Option<&serde_json::Value>) -> String {
+    let commit: String = lock
+        .commit
+        .as_deref()
+        .map_or("an uncommitted plan".into(), |c| {
+            c.chars().take(12).collect()
+        });
+    let mut s = format!(
+        "the apply of {commit} by {} at {} was interrupted",
+        lock.operator, lock.started_at
+    );
+    if let Some(l) = last {
+        let field = |k: &str| l.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        s.push_str(&format!(
+            " in wave {} (last step done: {}, generation {})",
+            field("wave"),
+            field("step"),
+            l.get("generation").map_or("?".into(), |g| g.to_string())
+        ));
+    }
+    s
+}
+
 pub fn machine() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::inventory::{Host as InventoryHost, Inventory, Transport as Kind};
@@ -87,6 +87,8 @@ pub enum Connection {
 }
 
 /// Timeouts used when the inventory sets none.
+/// Seconds an ssh control master with no session stays up.
+const MASTER_IDLE_S: usize = 300;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -121,6 +123,11 @@ pub async fn connect(
             b.known_hosts_check(KnownHosts::Strict)
                 .connect_timeout(connect_timeout)
                 .server_alive_interval(Duration::from_secs(5));
+            // A wavectl killed mid-apply leaves its control master behind: it exits by itself
+            // once idle this long.
+            if let Some(idle) = std::num::NonZeroUsize::new(MASTER_IDLE_S) {
+                b.control_persist(ControlPersist::IdleFor(idle));
+            }
             if let Some(cfg) = &inventory.ssh_config {
                 b.config_file(cfg);
             }

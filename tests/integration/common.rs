@@ -94,6 +94,13 @@ impl Repo {
         self
     }
 
+    /// The inventory passed with `-i`.
+    pub fn inventory_path(&self) -> &Path {
+        self.inventory
+            .as_deref()
+            .expect("an inventory given with with_inventory")
+    }
+
     /// Tags the current commit.
     pub fn tag(self, name: &str) -> Repo {
         let ok = Command::new("git")

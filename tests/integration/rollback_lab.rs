@@ -218,3 +218,143 @@ fn a_program_moved_to_another_wave_restarts_with_its_new_environment() {
     assert!(environ.split('\0').any(|v| v == "LEVEL=two"), "{environ}");
     assert_eq!(repo.run(&["diff", "plans/p.toml"]).code, 0);
 }
+
+/// A plan of two waves; the second waits in its gate for a flag file under the root.
+fn gated_plan(root: &std::path::Path, v: &str) -> String {
+    format!(
+        r#"version = 1
+name = "k"
+
+[[file]]
+name = "a"
+host = "mainpc"
+path = "a.txt"
+content = "{v}\n"
+
+[[process]]
+name = "worker"
+host = "mainpc"
+command = ["sleep", "infinity"]
+env = {{ V = "{v}" }}
+
+[[wave]]
+name = "one"
+select = ["file.a"]
+
+[[wave]]
+name = "two"
+select = ["process.worker"]
+[[wave.gate]]
+command = {{ host = "mainpc", run = ["test", "-f", "{flag}"] }}
+timeout = "60s"
+interval = "200ms"
+"#,
+        flag = root.join("data/flag").display()
+    )
+}
+
+/// Runs `wavectl apply --yes` and SIGKILLs it once the host's journal gained a line holding
+/// `marker`.
+fn apply_and_kill_at(repo: &Repo, journal: &std::path::Path, marker: &str) {
+    let before = std::fs::read_to_string(journal).unwrap_or_default().len();
+    let mut child = std::process::Command::new(crate::common::bin())
+        .args(["-i"])
+        .arg(repo.inventory_path())
+        .args(["apply", "--yes", "plans/p.toml"])
+        .current_dir(repo.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn wavectl");
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(journal).unwrap_or_default();
+        if text.get(before..).is_some_and(|new| new.contains(marker)) {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the journal never held {marker}:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+}
+
+#[test]
+fn an_apply_killed_mid_wave_is_named_and_taken_over_or_rolled_back() {
+    let lab = Lab::up(76, 1);
+    let root = lab.root("mainpc");
+    let journal = root.join("journal.jsonl");
+    let repo = Repo::with_plan(&gated_plan(&root, "v1"))
+        .with_inventory(lab.inventory())
+        .commit("v1");
+    lab.ssh(
+        "mainpc",
+        &format!("mkdir -p {0}/data && touch {0}/data/flag", root.display()),
+    );
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    lab.ssh("mainpc", &format!("rm -f {}/data/flag", root.display()));
+
+    // v2: killed while wave two waits for its gate.
+    let repo = repo
+        .file("plans/p.toml", &gated_plan(&root, "v2"))
+        .commit("v2");
+    apply_and_kill_at(&repo, &journal, "\"wave\":\"two\"");
+    let a = std::fs::read_to_string(root.join("files/a.txt")).expect("a.txt");
+    assert!(a == "v1\n" || a == "v2\n", "{a:?}");
+    assert!(root.join("lock").exists());
+
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert!(
+        diff.stdout.contains("was interrupted in wave two"),
+        "{}",
+        diff.stdout
+    );
+    let refused = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("--force-unlock"),
+        "{}",
+        refused.stderr
+    );
+
+    // Back to the last good generation, from the interrupted state (its gates pass again).
+    lab.ssh("mainpc", &format!("touch {}/data/flag", root.display()));
+    let back = repo.run(&[
+        "rollback",
+        "--to",
+        "previous",
+        "--yes",
+        "--force-unlock",
+        "plans/p.toml",
+    ]);
+    assert_eq!(back.code, 0, "{}{}", back.stdout, back.stderr);
+    assert_eq!(
+        std::fs::read_to_string(root.join("files/a.txt")).expect("a"),
+        "v1\n"
+    );
+    assert!(!root.join("lock").exists());
+    let unpin = repo.run(&["unpin", "plans/p.toml"]);
+    assert_eq!(unpin.code, 0, "{}", unpin.stderr);
+
+    // Killed again, then taken over: converges.
+    lab.ssh("mainpc", &format!("rm -f {}/data/flag", root.display()));
+    apply_and_kill_at(&repo, &journal, "\"wave\":\"two\"");
+    lab.ssh("mainpc", &format!("touch {}/data/flag", root.display()));
+    let over = repo.run(&["apply", "--yes", "--force-unlock", "plans/p.toml"]);
+    assert_eq!(over.code, 0, "{}{}", over.stdout, over.stderr);
+    assert_eq!(
+        std::fs::read_to_string(root.join("files/a.txt")).expect("a"),
+        "v2\n"
+    );
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(diff.code, 0, "{}{}", diff.stdout, diff.stderr);
+    assert!(
+        std::fs::read_to_string(&journal)
+            .expect("journal")
+            .contains("force-unlock")
+    );
+}
