@@ -86,9 +86,9 @@ pub enum Connection {
     },
 }
 
-/// Timeouts used when the inventory sets none.
 /// Seconds an ssh control master with no session stays up.
 const MASTER_IDLE_S: usize = 300;
+/// Timeouts used when the inventory sets none.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
