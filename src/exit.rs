@@ -22,6 +22,8 @@ pub enum Exit {
     RollbackFailed = 5,
     /// Refused: the hosts are pinned by an emergency rollback.
     Pinned = 6,
+    /// Interrupted by SIGINT/SIGTERM: the current wave was undone.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {
@@ -55,6 +57,7 @@ pub fn of_error(e: &anyhow::Error) -> Exit {
         Some(ApplyError::Locked { .. }) => Exit::Locked,
         Some(ApplyError::UndoFailed { .. }) => Exit::RollbackFailed,
         Some(ApplyError::GateFailed { .. }) => Exit::GateFailed,
+        Some(ApplyError::Interrupted { .. }) => Exit::Interrupted,
         _ => Exit::Error,
     }
 }

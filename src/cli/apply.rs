@@ -18,7 +18,7 @@ use crate::diff::{Change, ChangeSet, StreamAction};
 use crate::exit::Exit;
 use crate::load::Loaded;
 use crate::repo::GitTree;
-use crate::run::apply::{Job, apply, targets};
+use crate::run::apply::{Job, Stop, apply, targets};
 use crate::run::decide::{Readiness, readiness};
 use crate::run::events::Sink;
 use crate::run::git::PlanCommit;
@@ -362,7 +362,10 @@ async fn apply_changes(
     if opts.rollback.is_some() {
         waves.reverse();
     }
+    let stop = std::sync::Arc::new(Stop::default());
+    let handler = tokio::spawn(stop_on_signal(stop.clone()));
     let job = Job {
+        stop: &stop,
         rollback_to: opts.rollback.as_ref().map(|r| r.tree.rev.as_str()),
         plan: &loaded.desired.plan,
         waves: &waves,
@@ -377,7 +380,9 @@ async fn apply_changes(
         gate: &probes,
     };
     let targets = targets(&loaded.desired, observed, changes);
-    let applied = apply(&job, &targets, sink.as_ref()).await?;
+    let applied = apply(&job, &targets, sink.as_ref()).await;
+    handler.abort();
+    let applied = applied?;
     let secs = start.elapsed().as_secs_f64();
     match ctx.output {
         Output::Json => writeln!(
@@ -395,6 +400,34 @@ async fn apply_changes(
         }
     }
     Ok(Exit::Ok)
+}
+
+/// SIGINT or SIGTERM: the apply finishes its current step, undoes the current wave, releases
+/// the locks and exits 130. A second one exits at once.
+async fn stop_on_signal(stop: std::sync::Arc<Stop>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if stop.requested() {
+            eprintln!(
+                "interrupted again: exiting now. Left undone: the current wave on its hosts and their locks; run `wavectl diff`, then `wavectl apply --force-unlock` or `wavectl rollback --to previous --force-unlock`"
+            );
+            std::process::exit(Exit::Interrupted as i32);
+        }
+        stop.request();
+        eprintln!(
+            "interrupted: finishing the current step, then undoing the current wave on every host it touched (interrupt again to exit at once)"
+        );
+    }
 }
 
 fn confirm(question: &str) -> anyhow::Result<bool> {

@@ -59,6 +59,11 @@ pub enum ApplyError {
     },
     #[error("host {host}: {message}")]
     Script { host: String, message: String },
+    /// SIGINT or SIGTERM: the current wave was undone on every host it touched.
+    #[error(
+        "interrupted in wave {wave}: its steps finished, then it was undone on every host it touched"
+    )]
+    Interrupted { wave: String },
     /// A wave's gate failed; `rolled_back` says whether the wave was undone (`on_failure`).
     #[error("wave {wave}: gate failed: {failures}{}", if *rolled_back { "; the wave was rolled back on every host it touched" } else { "; the wave stays applied (on_failure = pause)" })]
     GateFailed {
@@ -73,6 +78,7 @@ impl ApplyError {
     pub fn result(&self) -> String {
         match self {
             ApplyError::Step { wave, .. } => format!("rolled back at {wave} (step failed)"),
+            ApplyError::Interrupted { wave } => format!("interrupted, rolled back at {wave}"),
             ApplyError::GateFailed {
                 wave,
                 rolled_back: true,
@@ -144,6 +150,7 @@ impl ApplyError {
             )),
             ApplyError::Transport(t) => t.hint(),
             ApplyError::Script { .. } => None,
+            ApplyError::Interrupted { .. } => Some("the waves before it stay applied and are recorded, the locks are released; run `wavectl diff` to see where the hosts stand".into()),
             ApplyError::GateFailed { rolled_back: true, .. } => Some("the waves before it stay applied and are recorded; fix the cause, then apply again".into()),
             ApplyError::GateFailed { rolled_back: false, .. } => Some("inspect the hosts (`wavectl status`), then apply again or roll back".into()),
             ApplyError::UndoFailed { .. } => Some("the hosts are between states: the message says what failed where; repair that by hand, then run `wavectl diff` (and `wavectl migrations status`)".into()),
@@ -170,6 +177,8 @@ pub struct Target<'a> {
 /// What an apply needs besides its hosts: the waves, the checks, where nats servers listen,
 /// the commit it records, and who judges the gates.
 pub struct Job<'a> {
+    /// Set by SIGINT/SIGTERM: the apply stops after the current step and undoes its wave.
+    pub stop: &'a Stop,
     /// `rollback --to REV`: REV as given, recorded in each generation.
     pub rollback_to: Option<&'a str>,
     /// The plan file, recorded in each generation.
@@ -180,6 +189,27 @@ pub struct Job<'a> {
     pub servers: &'a streams::Servers,
     pub commit: &'a PlanCommit,
     pub gate: &'a dyn GateJudge,
+}
+
+/// A request to stop, set from a signal handler and read between steps.
+#[derive(Debug, Default)]
+pub struct Stop(std::sync::atomic::AtomicBool);
+
+impl Stop {
+    pub fn request(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Resolves once a stop was requested.
+    async fn wait(&self) {
+        while !self.requested() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The hosts of `changes` that have something to do and answered, with their connections.
@@ -344,6 +374,11 @@ async fn run_waves(
         if todo.is_empty() {
             continue;
         }
+        if job.stop.requested() {
+            return Err(ApplyError::Interrupted {
+                wave: wave.name.clone(),
+            });
+        }
         let (result, error) = match run_wave(
             job,
             &wave.name,
@@ -356,8 +391,12 @@ async fn run_waves(
         .await
         {
             Err(e) => (WaveResult::StepFailed, Some(e)),
+            Ok(()) if job.stop.requested() => (WaveResult::StepFailed, Some(interrupted(wave))),
             Ok(()) => {
-                let failures = judge_gate(job, &wave.name, sink).await;
+                let failures = tokio::select! {
+                    f = judge_gate(job, &wave.name, sink) => f,
+                    () = job.stop.wait() => return Err(rollback_wave(job, &wave.name, hosts, &todo, interrupted(wave), sink).await),
+                };
                 if failures.is_empty() {
                     (WaveResult::Passed, None)
                 } else {
@@ -375,9 +414,18 @@ async fn run_waves(
             (Next::Undo, Some(cause)) => {
                 return Err(rollback_wave(job, &wave.name, hosts, &todo, cause, sink).await);
             }
+            // An interrupt undoes its wave whatever `on_failure` says.
+            (_, Some(cause @ ApplyError::Interrupted { .. })) => {
+                return Err(rollback_wave(job, &wave.name, hosts, &todo, cause, sink).await);
+            }
             // Passed, or a failed gate that lets the apply go on.
             _ => mark_done(&todo, &wave.name),
         }
+    }
+    if job.stop.requested() {
+        return Err(ApplyError::Interrupted {
+            wave: REMOVALS_WAVE.into(),
+        });
     }
     let removals: Vec<(&HostRun, &[Change])> = hosts
         .iter()
@@ -399,6 +447,12 @@ async fn run_waves(
     }
     mark_done(&removals, REMOVALS_WAVE);
     Ok(())
+}
+
+fn interrupted(wave: &WaveSpec) -> ApplyError {
+    ApplyError::Interrupted {
+        wave: wave.name.clone(),
+    }
 }
 
 fn gate_failed(wave: &str, failures: String, rolled_back: bool) -> ApplyError {
@@ -972,7 +1026,9 @@ mod tests {
         };
         let servers = streams::Servers::new();
         let gate = Gate(failing);
+        let stop = Stop::default();
         let job = Job {
+            stop: &stop,
             rollback_to: None,
             plan: "plans/p.toml",
             waves,

@@ -256,6 +256,17 @@ interval = "200ms"
 /// Runs `wavectl apply --yes` and SIGKILLs it once the host's journal gained a line holding
 /// `marker`.
 fn apply_and_kill_at(repo: &Repo, journal: &std::path::Path, marker: &str) {
+    apply_and_signal_at(repo, journal, marker, "KILL");
+}
+
+/// Runs `wavectl apply --yes`, sends it `signal` once the host's journal gained a line holding
+/// `marker`, and returns its exit status.
+fn apply_and_signal_at(
+    repo: &Repo,
+    journal: &std::path::Path,
+    marker: &str,
+    signal: &str,
+) -> Option<i32> {
     let before = std::fs::read_to_string(journal).unwrap_or_default().len();
     let mut child = std::process::Command::new(crate::common::bin())
         .args(["-i"])
@@ -278,8 +289,14 @@ fn apply_and_kill_at(repo: &Repo, journal: &std::path::Path, marker: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{signal}");
+    child.wait().expect("wavectl ends").code()
 }
 
 #[test]
@@ -356,5 +373,49 @@ fn an_apply_killed_mid_wave_is_named_and_taken_over_or_rolled_back() {
         std::fs::read_to_string(&journal)
             .expect("journal")
             .contains("force-unlock")
+    );
+}
+
+#[test]
+fn sigint_mid_wave_undoes_the_wave_on_every_host_and_exits_130() {
+    let lab = Lab::up(77, 2);
+    let root = lab.root("mainpc");
+    let journal = root.join("journal.jsonl");
+    let repo = Repo::with_plan(&gated_plan(&root, "v1"))
+        .with_inventory(lab.inventory())
+        .commit("v1");
+    lab.ssh(
+        "mainpc",
+        &format!("mkdir -p {0}/data && touch {0}/data/flag", root.display()),
+    );
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    lab.ssh("mainpc", &format!("rm -f {}/data/flag", root.display()));
+    let repo = repo
+        .file("plans/p.toml", &gated_plan(&root, "v2"))
+        .commit("v2");
+    let t = Instant::now();
+    let code = apply_and_signal_at(&repo, &journal, "\"wave\":\"two\"", "INT");
+    assert_eq!(code, Some(130));
+    assert!(
+        t.elapsed() < Duration::from_secs(50),
+        "it waited out the gate"
+    );
+    assert!(!root.join("lock").exists(), "the lock was released");
+    // Wave one stays, wave two is undone: the worker's env is v1's again.
+    assert_eq!(
+        std::fs::read_to_string(root.join("files/a.txt")).expect("a"),
+        "v2\n"
+    );
+    let env = std::fs::read_to_string(root.join("files/env/worker.env")).expect("env");
+    assert!(env.contains("V='v1'"), "{env}");
+    let history = json(&repo.run(&["history", "-o", "json"]));
+    let gens = history["hosts"][0]["generations"]
+        .as_array()
+        .expect("gens")
+        .clone();
+    assert_eq!(
+        gens.last().expect("gen")["result"],
+        "interrupted, rolled back at two"
     );
 }
