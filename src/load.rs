@@ -31,6 +31,9 @@ pub struct Request<'a> {
     pub inventory: Option<NamedText>,
     pub secrets_file: Option<NamedText>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The built-in templates to render with: an older generation's recorded bytes for a
+    /// rollback to its commit; `None` = this binary's.
+    pub builtins: Option<&'a BTreeMap<String, String>>,
     /// Home directories of hosts, as they reported them: a root `~/...` is under it. Offline
     /// (validate, render) there are none and `~` stays as written.
     pub homes: &'a BTreeMap<String, String>,
@@ -44,6 +47,8 @@ pub struct Loaded {
     /// Secret values, for masking output.
     pub secrets: BTreeMap<String, String>,
     pub sources: Sources,
+    /// The built-in templates it rendered with (recorded with each generation).
+    pub builtins: BTreeMap<String, String>,
 }
 
 /// Texts of the files diagnostics point into, by shown name.
@@ -191,7 +196,11 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
         Ok(o) => o,
         Err(d) => return fail(vec![d], sources),
     };
-    let templates = match Templates::load(&overrides) {
+    let builtins = req
+        .builtins
+        .cloned()
+        .unwrap_or_else(crate::render::builtins);
+    let templates = match Templates::load(&builtins, &overrides) {
         Ok(t) => t,
         Err(diags) => {
             for src in overrides.values() {
@@ -218,6 +227,7 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
             desired,
             secrets: secret_values,
             sources,
+            builtins,
         }),
         Err(diags) => fail(diags, sources),
     }

@@ -60,20 +60,30 @@ pub struct Templates {
     sources: BTreeMap<String, TemplateSource>,
 }
 
+/// The built-in templates of this binary, by name.
+pub fn builtins() -> BTreeMap<String, String> {
+    EMBEDDED
+        .iter()
+        .map(|(name, text)| (name.to_string(), text.to_string()))
+        .collect()
+}
+
 impl Templates {
-    /// `overrides`: template name -> source from the plan repo's `templates/`. Templates there
-    /// that are not built in are available too (for `[[file]] template = ...`).
+    /// `builtins`: the built-in templates (this binary's, or those an older generation
+    /// recorded); `overrides`: template name -> source from the plan repo's `templates/`.
+    /// Templates there that are not built in are available too (for `[[file]] template`).
     pub fn load(
+        builtins: &BTreeMap<String, String>,
         overrides: &BTreeMap<String, TemplateSource>,
     ) -> Result<Templates, Vec<Diagnostic>> {
-        let mut sources: BTreeMap<String, TemplateSource> = EMBEDDED
+        let mut sources: BTreeMap<String, TemplateSource> = builtins
             .iter()
             .map(|(name, text)| {
                 let src = TemplateSource {
                     file: format!("<built-in>/templates/{name}"),
-                    text: (*text).to_string(),
+                    text: text.clone(),
                 };
-                (name.to_string(), src)
+                (name.clone(), src)
             })
             .collect();
         for (name, src) in overrides {

@@ -131,6 +131,9 @@ pub struct GitTree {
     pub rev: String,
     /// The commit's subject line.
     pub subject: Option<String>,
+    /// The built-in templates a generation of this commit recorded, when one did: the plan
+    /// then renders with them, not with this binary's.
+    pub builtins: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl GitTree {
@@ -148,6 +151,7 @@ impl GitTree {
             commit: id,
             rev: rev.to_string(),
             subject,
+            builtins: None,
         })
     }
 

@@ -277,6 +277,18 @@ pub fn unlock_script(root: &str, token: &str) -> Script {
     s
 }
 
+/// The built-in templates recorded by the newest generation made from `commit`:
+/// `templates <base64 of generations/N.templates.json>`, or nothing.
+pub fn recorded_templates_script(root: &str, commit: &str) -> Script {
+    let mut s = Script::new();
+    s.raw("cd")
+        .arg(root)
+        .raw(" 2>/dev/null || exit 0\nc=")
+        .word(format!("\"commit\": {}", json!(commit)))
+        .raw("\nfor n in $(ls generations 2>/dev/null | sed -n 's/^\\([0-9][0-9]*\\)\\.templates\\.json$/\\1/p' | sort -rn); do\n  if grep -qF \"$c\" \"generations/$n.json\" 2>/dev/null; then printf 'templates %s\\n' \"$(base64 -w0 \"generations/$n.templates.json\")\"; exit 0; fi\ndone\nexit 0\n");
+    s
+}
+
 /// Prints the host's lock in base64, or nothing when there is none.
 pub fn read_lock_script(root: &str) -> Script {
     let mut s = Script::new();
@@ -501,13 +513,23 @@ pub fn wave_script(
 }
 
 /// Records the new generation (state.json and generations/<N>.json) and releases the lock.
-pub fn finish_script(root: &str, state: &HostState, token: &str) -> Built {
+/// `builtins`: the built-in templates the generation rendered with, kept beside it as
+/// `generations/N.templates.json` so that a rollback to its commit renders the same bytes.
+pub fn finish_script(
+    root: &str,
+    state: &HostState,
+    builtins: &std::collections::BTreeMap<String, String>,
+    token: &str,
+) -> Built {
     let body = serde_json::to_string_pretty(state).unwrap_or_default();
+    let templates = serde_json::to_string(builtins).unwrap_or_default();
     let mut s = Steps::default();
     s.step(Step::RecordGeneration, |b| {
         b.raw("wv_write state.json 0644")
             .base64_stdin(body.as_bytes())
-            .raw("mkdir -p generations\ncp -p state.json \"generations/$G.json\"\n");
+            .raw("mkdir -p generations\ncp -p state.json \"generations/$G.json\"\n")
+            .raw("wv_write \"generations/$G.templates.json\" 0644")
+            .base64_stdin(templates.as_bytes());
     });
     s.script.append(&unlock_script(root, token));
     let mut head = Script::new();
@@ -724,7 +746,11 @@ mod tests {
             plan: "plans/p.toml".into(),
             ..HostState::default()
         };
-        let built = finish_script("/r", &state, "t0k");
+        let builtins = std::collections::BTreeMap::from([(
+            "agent.env.tera".to_string(),
+            "A={{ agent.name | sh }}\n".to_string(),
+        )]);
+        let built = finish_script("/r", &state, &builtins, "t0k");
         assert_eq!(built.steps, vec![Step::RecordGeneration]);
         insta::assert_snapshot!(built.script.as_str());
     }

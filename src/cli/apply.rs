@@ -365,6 +365,7 @@ async fn apply_changes(
     let stop = std::sync::Arc::new(Stop::default());
     let handler = tokio::spawn(stop_on_signal(stop.clone()));
     let job = Job {
+        builtins: &loaded.builtins,
         stop: &stop,
         rollback_to: opts.rollback.as_ref().map(|r| r.tree.rev.as_str()),
         plan: &loaded.desired.plan,

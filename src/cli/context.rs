@@ -187,6 +187,7 @@ impl Context {
             secrets_file,
             env: &env,
             homes,
+            builtins: tree.and_then(|t| t.builtins.as_ref()),
         };
         let source: &dyn PlanRepo = match tree {
             Some(t) => t,

@@ -34,6 +34,20 @@ pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
             tree.commit.chars().take(12).collect::<String>()
         );
     }
+    // Render with the built-in templates the hosts recorded for that commit, not this binary's.
+    let inventory = ctx.inventory()?;
+    tree.builtins = ctx
+        .runtime()?
+        .block_on(crate::run::generations::recorded_templates(
+            &inventory,
+            &tree.commit,
+        ));
+    if tree.builtins.is_none() {
+        eprintln!(
+            "note: no generation of {} recorded its built-in templates; rendering with this wavectl's",
+            tree.commit.chars().take(12).collect::<String>()
+        );
+    }
     let opts = apply::Options {
         yes: args.yes,
         allow_dirty: false,

@@ -181,6 +181,8 @@ pub struct Job<'a> {
     pub stop: &'a Stop,
     /// `rollback --to REV`: REV as given, recorded in each generation.
     pub rollback_to: Option<&'a str>,
+    /// The built-in templates the plan rendered with, recorded beside each generation.
+    pub builtins: &'a BTreeMap<String, String>,
     /// The plan file, recorded in each generation.
     pub plan: &'a str,
     pub waves: &'a [WaveSpec],
@@ -854,7 +856,7 @@ async fn finish_all(
             result: result.to_string(),
             rollback_to: job.rollback_to.map(str::to_string),
         };
-        let built = finish_script(h.root, &state, token);
+        let built = finish_script(h.root, &state, job.builtins, token);
         let out = h.host.run(built.script.as_str()).await?;
         if !out.success() {
             return Err(ApplyError::Script {
@@ -1027,7 +1029,9 @@ mod tests {
         let servers = streams::Servers::new();
         let gate = Gate(failing);
         let stop = Stop::default();
+        let builtins = BTreeMap::new();
         let job = Job {
+            builtins: &builtins,
             stop: &stop,
             rollback_to: None,
             plan: "plans/p.toml",

@@ -65,3 +65,28 @@ fn parse(stdout: &str) -> History {
         lock,
     }
 }
+
+/// The built-in templates that the newest generation made from `commit` recorded, from the
+/// first host that has one.
+pub async fn recorded_templates(
+    inventory: &Inventory,
+    commit: &str,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let found = join_all(inventory.hosts.iter().map(|h| async move {
+        let conn = crate::transport::connect(inventory, h).await.ok()?;
+        let script = crate::backend::apply::recorded_templates_script(&h.root, commit);
+        let out = conn.run(script.as_str()).await;
+        conn.close().await;
+        let out = out.ok()?;
+        let b64 = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("templates "))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }))
+    .await;
+    found.into_iter().flatten().next()
+}

@@ -30,6 +30,7 @@ fn fixture() -> Loaded {
         secrets_file: None,
         env: &env,
         homes: &Default::default(),
+        builtins: None,
     };
     load(&repo, &req).unwrap_or_else(|e| panic!("fixture plan is invalid:\n{e}"))
 }

@@ -65,6 +65,7 @@ fn three_rendered_servers_form_a_jetstream_cluster_holding_a_replicated_stream()
         secrets_file: None,
         env: &env,
         homes: &Default::default(),
+        builtins: None,
     };
     let loaded = load(&repo, &req).unwrap_or_else(|e| panic!("{e}"));
     let mut servers = Vec::new();

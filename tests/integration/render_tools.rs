@@ -42,6 +42,7 @@ root = "{0}/pc2"
         secrets_file: None,
         env: &env,
         homes: &Default::default(),
+        builtins: None,
     };
     let loaded = load(&repo, &req).unwrap_or_else(|e| panic!("phase2 does not load:\n{e}"));
     for host in loaded.desired.hosts.values() {

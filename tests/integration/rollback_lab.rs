@@ -419,3 +419,41 @@ fn sigint_mid_wave_undoes_the_wave_on_every_host_and_exits_130() {
         "interrupted, rolled back at two"
     );
 }
+
+#[test]
+fn a_rollback_renders_with_the_builtin_templates_its_generation_recorded() {
+    let lab = Lab::up(78, 1);
+    let root = lab.root("mainpc");
+    let repo = Repo::with_plan(V1).with_inventory(lab.inventory());
+    let repo = migration(repo, 1, "CREATE TABLE a (x);\n", "DROP TABLE a;\n")
+        .commit("v1")
+        .tag("phase1");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    // As if generation 1 had been made by a wavectl whose built-in env template differed.
+    let recorded = root.join("generations/1.templates.json");
+    let mut templates: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&recorded).expect("recorded templates"))
+            .expect("json");
+    let env = templates["process.env.tera"]
+        .as_str()
+        .expect("process.env.tera")
+        .to_string();
+    templates["process.env.tera"] = format!("# rendered by an older wavectl\n{env}").into();
+    std::fs::write(&recorded, templates.to_string()).expect("plant");
+
+    let repo = repo.file("plans/p.toml", &v2()).commit("v2");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let rb = repo.run(&["rollback", "--to", "phase1", "--yes", "plans/p.toml"]);
+    assert_eq!(rb.code, 0, "{}{}", rb.stdout, rb.stderr);
+    let env = std::fs::read_to_string(root.join("files/env/base.env")).expect("env");
+    assert!(env.starts_with("# rendered by an older wavectl\n"), "{env}");
+    assert!(env.contains("LEVEL='v1'"), "{env}");
+    // The generation the rollback made recorded the bytes it rendered with.
+    let last: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("generations/3.templates.json")).expect("gen 3 templates"),
+    )
+    .expect("json");
+    assert_eq!(last["process.env.tera"], templates["process.env.tera"]);
+}
