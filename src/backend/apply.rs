@@ -278,14 +278,14 @@ pub fn unlock_script(root: &str, token: &str) -> Script {
 }
 
 /// The built-in templates recorded by the newest generation made from `commit`:
-/// `templates <base64 of generations/N.templates.json>`, or nothing.
+/// `templates <base64 of builtins/N.json>`, or nothing.
 pub fn recorded_templates_script(root: &str, commit: &str) -> Script {
     let mut s = Script::new();
     s.raw("cd")
         .arg(root)
         .raw(" 2>/dev/null || exit 0\nc=")
         .word(format!("\"commit\": {}", json!(commit)))
-        .raw("\nfor n in $(ls generations 2>/dev/null | sed -n 's/^\\([0-9][0-9]*\\)\\.templates\\.json$/\\1/p' | sort -rn); do\n  if grep -qF \"$c\" \"generations/$n.json\" 2>/dev/null; then printf 'templates %s\\n' \"$(base64 -w0 \"generations/$n.templates.json\")\"; exit 0; fi\ndone\nexit 0\n");
+        .raw("\nfor n in $(ls builtins 2>/dev/null | sed -n 's/^\\([0-9][0-9]*\\)\\.json$/\\1/p' | sort -rn); do\n  if grep -qF \"$c\" \"generations/$n.json\" 2>/dev/null; then printf 'templates %s\\n' \"$(base64 -w0 \"builtins/$n.json\")\"; exit 0; fi\ndone\nexit 0\n");
     s
 }
 
@@ -514,7 +514,7 @@ pub fn wave_script(
 
 /// Records the new generation (state.json and generations/<N>.json) and releases the lock.
 /// `builtins`: the built-in templates the generation rendered with, kept beside it as
-/// `generations/N.templates.json` so that a rollback to its commit renders the same bytes.
+/// `builtins/N.json` so that a rollback to its commit renders the same bytes.
 pub fn finish_script(
     root: &str,
     state: &HostState,
@@ -528,7 +528,7 @@ pub fn finish_script(
         b.raw("wv_write state.json 0644")
             .base64_stdin(body.as_bytes())
             .raw("mkdir -p generations\ncp -p state.json \"generations/$G.json\"\n")
-            .raw("wv_write \"generations/$G.templates.json\" 0644")
+            .raw("wv_write \"builtins/$G.json\" 0644")
             .base64_stdin(templates.as_bytes());
     });
     s.script.append(&unlock_script(root, token));

@@ -159,6 +159,12 @@ pub enum ObserveError {
     BadLock { root: String, reason: String },
 }
 
+/// A file the script sent as base64, read as JSON; the error says why not.
+fn decode<T: serde::de::DeserializeOwned>(b64: &str) -> Result<T, String> {
+    let bytes = B64.decode(b64.trim()).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
 pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
     let mut o = Observation::default();
     let mut modes: BTreeMap<String, u32> = BTreeMap::new();
@@ -194,26 +200,17 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                 o.state = Some(serde_json::from_value(raw).map_err(|e| bad(e.to_string()))?);
             }
             "lock" => {
-                let bad = |reason: String| ObserveError::BadLock {
+                o.lock = Some(decode(rest).map_err(|reason| ObserveError::BadLock {
                     root: root.into(),
                     reason,
-                };
-                let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
-                o.lock = Some(serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?);
+                })?);
             }
-            "lastjournal" => {
-                o.last_step = B64
-                    .decode(rest.trim())
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
-            }
+            "lastjournal" => o.last_step = decode(rest).ok(),
             "pin" => {
-                let bad = |reason: String| ObserveError::BadPin {
+                o.pin = Some(decode(rest).map_err(|reason| ObserveError::BadPin {
                     root: root.into(),
                     reason,
-                };
-                let bytes = B64.decode(rest.trim()).map_err(|e| bad(e.to_string()))?;
-                o.pin = Some(serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?);
+                })?);
             }
             "mode" => {
                 if let Some((m, p)) = rest.split_once(' ') {

@@ -203,3 +203,14 @@ pub fn sqlite3(db: &Path, extra: &[&str], sql: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Stops, when dropped, the supervisord a local host started, by the PID it recorded.
+pub struct StopSupervisord(pub PathBuf);
+
+impl Drop for StopSupervisord {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.0.join("run/supervisord.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::Repo;
+use crate::common::{Repo, StopSupervisord};
 use crate::lab::Lab;
 
 const HEADER: &str = "version = 1\nname = \"t\"\n";
@@ -504,17 +504,6 @@ fn apply_and_prove(repo: &Repo, root: &Path) {
     let diff = repo.run(&["diff", "plans/p.toml"]);
     assert_eq!(diff.code, 0, "{}\n{}", diff.stdout, diff.stderr);
     assert!(!diff.stdout.contains("cr\"et") && !diff.stderr.contains("cr\"et"));
-}
-
-/// Stops the supervisord a local host started, by the PID it recorded.
-struct StopSupervisord(PathBuf);
-
-impl Drop for StopSupervisord {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.0.join("run/supervisord.pid")) {
-            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-        }
-    }
 }
 
 #[test]

@@ -1,18 +1,7 @@
 //! The `local` transport: a host that is a directory on this machine goes through the same
 //! observe, apply and status code as an SSH host.
 
-use crate::common::Repo;
-
-/// Stops the supervisord a test's local host started, by the PID it recorded.
-struct StopSupervisord(std::path::PathBuf);
-
-impl Drop for StopSupervisord {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.0.join("run/supervisord.pid")) {
-            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-        }
-    }
-}
+use crate::common::{Repo, StopSupervisord};
 
 #[test]
 fn a_local_host_is_applied_and_observed_like_a_remote_one() {

@@ -253,6 +253,26 @@ interval = "200ms"
     )
 }
 
+/// A lab where the gated plan's v1 is applied, its gate's flag removed, and the repo at v2.
+fn gated_v1_then_v2(net: u8, hosts: usize) -> (Lab, Repo, std::path::PathBuf) {
+    let lab = Lab::up(net, hosts);
+    let root = lab.root("mainpc");
+    let repo = Repo::with_plan(&gated_plan(&root, "v1"))
+        .with_inventory(lab.inventory())
+        .commit("v1");
+    lab.ssh(
+        "mainpc",
+        &format!("mkdir -p {0}/data && touch {0}/data/flag", root.display()),
+    );
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    lab.ssh("mainpc", &format!("rm -f {}/data/flag", root.display()));
+    let repo = repo
+        .file("plans/p.toml", &gated_plan(&root, "v2"))
+        .commit("v2");
+    (lab, repo, root)
+}
+
 /// Runs `wavectl apply --yes` and SIGKILLs it once the host's journal gained a line holding
 /// `marker`.
 fn apply_and_kill_at(repo: &Repo, journal: &std::path::Path, marker: &str) {
@@ -301,24 +321,10 @@ fn apply_and_signal_at(
 
 #[test]
 fn an_apply_killed_mid_wave_is_named_and_taken_over_or_rolled_back() {
-    let lab = Lab::up(76, 1);
-    let root = lab.root("mainpc");
+    let (lab, repo, root) = gated_v1_then_v2(76, 1);
     let journal = root.join("journal.jsonl");
-    let repo = Repo::with_plan(&gated_plan(&root, "v1"))
-        .with_inventory(lab.inventory())
-        .commit("v1");
-    lab.ssh(
-        "mainpc",
-        &format!("mkdir -p {0}/data && touch {0}/data/flag", root.display()),
-    );
-    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
-    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
-    lab.ssh("mainpc", &format!("rm -f {}/data/flag", root.display()));
 
     // v2: killed while wave two waits for its gate.
-    let repo = repo
-        .file("plans/p.toml", &gated_plan(&root, "v2"))
-        .commit("v2");
     apply_and_kill_at(&repo, &journal, "\"wave\":\"two\"");
     let a = std::fs::read_to_string(root.join("files/a.txt")).expect("a.txt");
     assert!(a == "v1\n" || a == "v2\n", "{a:?}");
@@ -378,22 +384,8 @@ fn an_apply_killed_mid_wave_is_named_and_taken_over_or_rolled_back() {
 
 #[test]
 fn sigint_mid_wave_undoes_the_wave_on_every_host_and_exits_130() {
-    let lab = Lab::up(77, 2);
-    let root = lab.root("mainpc");
+    let (_lab, repo, root) = gated_v1_then_v2(77, 2);
     let journal = root.join("journal.jsonl");
-    let repo = Repo::with_plan(&gated_plan(&root, "v1"))
-        .with_inventory(lab.inventory())
-        .commit("v1");
-    lab.ssh(
-        "mainpc",
-        &format!("mkdir -p {0}/data && touch {0}/data/flag", root.display()),
-    );
-    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
-    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
-    lab.ssh("mainpc", &format!("rm -f {}/data/flag", root.display()));
-    let repo = repo
-        .file("plans/p.toml", &gated_plan(&root, "v2"))
-        .commit("v2");
     let t = Instant::now();
     let code = apply_and_signal_at(&repo, &journal, "\"wave\":\"two\"", "INT");
     assert_eq!(code, Some(130));
@@ -431,7 +423,7 @@ fn a_rollback_renders_with_the_builtin_templates_its_generation_recorded() {
     let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
     assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
     // As if generation 1 had been made by a wavectl whose built-in env template differed.
-    let recorded = root.join("generations/1.templates.json");
+    let recorded = root.join("builtins/1.json");
     let mut templates: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&recorded).expect("recorded templates"))
             .expect("json");
@@ -452,7 +444,7 @@ fn a_rollback_renders_with_the_builtin_templates_its_generation_recorded() {
     assert!(env.contains("LEVEL='v1'"), "{env}");
     // The generation the rollback made recorded the bytes it rendered with.
     let last: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(root.join("generations/3.templates.json")).expect("gen 3 templates"),
+        &std::fs::read(root.join("builtins/3.json")).expect("gen 3 templates"),
     )
     .expect("json");
     assert_eq!(last["process.env.tera"], templates["process.env.tera"]);
