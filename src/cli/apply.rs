@@ -107,7 +107,9 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
             close_all(observed).await;
             return Err(e);
         }
-        if let Err(e) = take_over_interrupted(&loaded, &observed, opts).await {
+        if !opts.dry_run
+            && let Err(e) = take_over_interrupted(&loaded, &observed, opts).await
+        {
             close_all(observed).await;
             return Err(e);
         }

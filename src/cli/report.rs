@@ -35,6 +35,8 @@ pub fn hint_of(e: &anyhow::Error) -> Option<String> {
             t.hint()
         } else if let Some(h) = c.downcast_ref::<HostError>() {
             h.hint()
+        } else if c.is::<crate::cli::apply::RollbackStopped>() {
+            Some("the wave whose gate failed was undone, the waves before it stay applied and are recorded: `wavectl history` shows each host's generation and its waves, `wavectl status` their health; fix the cause, then run the rollback again".into())
         } else {
             None
         }
