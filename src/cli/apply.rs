@@ -19,7 +19,7 @@ use crate::exit::Exit;
 use crate::load::Loaded;
 use crate::repo::GitTree;
 use crate::run::apply::{Job, Stop, apply, targets};
-use crate::run::decide::{Readiness, readiness};
+use crate::run::decide::{Readiness, WaveSelection, readiness, select_waves};
 use crate::run::events::Sink;
 use crate::run::git::PlanCommit;
 use crate::run::observe::Observed;
@@ -37,6 +37,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Take over the locks of an apply that died on this machine (journaled).
     pub force_unlock: bool,
+    /// Only these waves (`--wave`, `--from-wave`, `--to-wave`).
+    pub waves: WaveSelection,
     /// Set for `rollback --to REV`.
     pub rollback: Option<Rollback>,
 }
@@ -124,6 +126,10 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
                 opts.rollback.as_ref().map_or("", |r| r.tree.rev.as_str())
             )?;
         }
+        if let Err(e) = select(&loaded, &mut changes, opts) {
+            close_all(observed).await;
+            return Err(e);
+        }
         if opts.dry_run {
             write!(stdout, "{}", HumanDiff { changes: &changes, palette: ctx.palette() })?;
             close_all(observed).await;
@@ -160,6 +166,39 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
         };
         close_all(observed).await;
         result
+    })
+}
+
+/// The wave names in the order this run takes them: a rollback's newest first.
+fn run_order(loaded: &Loaded, opts: &Options) -> Vec<String> {
+    let mut order: Vec<String> = loaded
+        .desired
+        .waves
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    if opts.rollback.is_some() {
+        order.reverse();
+    }
+    order
+}
+
+/// Narrows `changes` to the selected waves (`--wave`, `--from-wave`, `--to-wave`).
+fn select(loaded: &Loaded, changes: &mut ChangeSet, opts: &Options) -> anyhow::Result<()> {
+    if opts.waves.is_all() {
+        return Ok(());
+    }
+    let order = run_order(loaded, opts);
+    let selected = opts
+        .waves
+        .resolve(&order)
+        .map_err(|e| Hinted::new(e, "`wavectl validate PLAN -o json` lists the plan's waves"))?;
+    select_waves(changes, &order, &selected).map_err(|refused| {
+        Hinted::new(
+            format!("{}; nothing was changed", refused.join("; ")),
+            "run the waves before it first (or all of them: leave out --wave)",
+        )
+        .into()
     })
 }
 
@@ -360,10 +399,11 @@ async fn apply_changes(
     };
     let servers = crate::run::streams::servers(loaded);
     // A rollback runs the old plan's waves newest first.
-    let mut waves = loaded.desired.waves.clone();
-    if opts.rollback.is_some() {
-        waves.reverse();
-    }
+    let order = run_order(loaded, opts);
+    let waves: Vec<_> = order
+        .iter()
+        .filter_map(|n| loaded.desired.waves.iter().find(|w| &w.name == n).cloned())
+        .collect();
     let stop = std::sync::Arc::new(Stop::default());
     let handler = tokio::spawn(stop_on_signal(stop.clone()));
     let job = Job {

@@ -98,6 +98,15 @@ pub enum Command {
         /// Take over the locks of an apply that died on this machine (journaled).
         #[arg(long)]
         force_unlock: bool,
+        /// Only this wave (repeatable); the waves before it must be applied.
+        #[arg(long, value_name = "NAME")]
+        wave: Vec<String>,
+        /// Only the waves from this one on (with --to-wave: up to that one).
+        #[arg(long, value_name = "NAME")]
+        from_wave: Option<String>,
+        /// Only the waves up to this one.
+        #[arg(long, value_name = "NAME")]
+        to_wave: Option<String>,
     },
     /// Apply the plan as git revision REV holds it (plan, templates, migrations), waves in
     /// reverse order, and pin the hosts to it. The inventory comes from the current work tree:
@@ -124,6 +133,9 @@ pub enum Command {
         /// Take over the locks of an apply that died on this machine (journaled).
         #[arg(long)]
         force_unlock: bool,
+        /// Roll back only this wave of the old plan (repeatable); the rest stays as it is.
+        #[arg(long, value_name = "NAME")]
+        wave: Vec<String>,
     },
     /// Lift the pin a rollback left, so that `apply` of other commits runs again.
     Unpin {
@@ -164,6 +176,9 @@ pub fn main() -> ExitCode {
             unpin,
             dry_run,
             force_unlock,
+            wave,
+            from_wave,
+            to_wave,
         } => apply::run(
             &ctx,
             plan,
@@ -173,6 +188,11 @@ pub fn main() -> ExitCode {
                 unpin: *unpin,
                 dry_run: *dry_run,
                 force_unlock: *force_unlock,
+                waves: crate::run::decide::WaveSelection {
+                    waves: wave.clone(),
+                    from: from_wave.clone(),
+                    to: to_wave.clone(),
+                },
                 rollback: None,
             },
         ),
@@ -184,6 +204,7 @@ pub fn main() -> ExitCode {
             delete_streams,
             dry_run,
             force_unlock,
+            wave,
         } => rollback::run(
             &ctx,
             &rollback::Args {
@@ -194,6 +215,7 @@ pub fn main() -> ExitCode {
                 delete_streams: *delete_streams,
                 dry_run: *dry_run,
                 force_unlock: *force_unlock,
+                waves: wave,
             },
         ),
         Command::Unpin { plan, host } => unpin::run(&ctx, plan, host.as_deref()),

@@ -16,6 +16,8 @@ pub struct Args<'a> {
     pub delete_streams: bool,
     pub dry_run: bool,
     pub force_unlock: bool,
+    /// Only these waves of the old plan.
+    pub waves: &'a [String],
 }
 
 pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
@@ -54,6 +56,10 @@ pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
         unpin: false,
         dry_run: args.dry_run,
         force_unlock: args.force_unlock,
+        waves: crate::run::decide::WaveSelection {
+            waves: args.waves.to_vec(),
+            ..Default::default()
+        },
         rollback: Some(Rollback {
             tree,
             reason: args.reason.map(str::to_string),

@@ -32,6 +32,111 @@ pub fn readiness(changes: &ChangeSet) -> Readiness {
     }
 }
 
+/// Which waves an apply or rollback runs: all of them, or those named with `--wave`, or the
+/// run from `--from-wave` to `--to-wave` (in run order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WaveSelection {
+    pub waves: Vec<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl WaveSelection {
+    pub fn is_all(&self) -> bool {
+        self.waves.is_empty() && self.from.is_none() && self.to.is_none()
+    }
+
+    /// The selected waves of `order` (the run order), or the name that matches no wave.
+    pub fn resolve(&self, order: &[String]) -> Result<Vec<String>, String> {
+        let known = |w: &String| {
+            if order.contains(w) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no wave is named `{w}`; expected one of {}",
+                    order.join(", ")
+                ))
+            }
+        };
+        for w in self.waves.iter().chain(&self.from).chain(&self.to) {
+            known(w)?;
+        }
+        if self.is_all() {
+            return Ok(order.to_vec());
+        }
+        let pos = |w: &Option<String>, default: usize| {
+            w.as_ref()
+                .and_then(|w| order.iter().position(|o| o == w))
+                .unwrap_or(default)
+        };
+        let (from, to) = (
+            pos(&self.from, 0),
+            pos(&self.to, order.len().saturating_sub(1)),
+        );
+        Ok(order
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| {
+                self.waves.contains(w)
+                    || ((self.from.is_some() || self.to.is_some()) && *i >= from && *i <= to)
+            })
+            .map(|(_, w)| w.clone())
+            .collect())
+    }
+}
+
+/// Keeps only the selected waves' changes (removals belong to no wave: only a full run does
+/// them). Refuses, per host, a selected wave whose predecessors in `order` still have changes
+/// there: a wave runs on what the waves before it made.
+pub fn select_waves(
+    changes: &mut ChangeSet,
+    order: &[String],
+    selected: &[String],
+) -> Result<(), Vec<String>> {
+    if selected.len() == order.len() {
+        return Ok(());
+    }
+    let mut refused = Vec::new();
+    for h in &mut changes.hosts {
+        let first = h
+            .waves
+            .iter()
+            .filter(|w| selected.contains(&w.wave))
+            .filter_map(|w| order.iter().position(|o| *o == w.wave))
+            .min();
+        if let Some(first) = first {
+            let pending: Vec<&str> = h
+                .waves
+                .iter()
+                .filter(|w| !selected.contains(&w.wave))
+                .filter(|w| {
+                    order
+                        .iter()
+                        .position(|o| *o == w.wave)
+                        .is_some_and(|p| p < first)
+                })
+                .map(|w| w.wave.as_str())
+                .collect();
+            if !pending.is_empty() {
+                refused.push(format!(
+                    "host {}: wave {} comes after {}, which {} not applied there yet",
+                    h.host,
+                    order[first],
+                    pending.join(", "),
+                    if pending.len() == 1 { "is" } else { "are" }
+                ));
+            }
+        }
+        h.waves.retain(|w| selected.contains(&w.wave));
+        h.removals.clear();
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(refused)
+    }
+}
+
 /// How a wave ended on the hosts it touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaveResult {
@@ -128,6 +233,79 @@ pub fn standings(held: &[(&str, Vec<String>)], wave: &str, failed_hosts: &[&str]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn order() -> Vec<String> {
+        ["one", "two", "three"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    fn changes(waves: &[&str]) -> ChangeSet {
+        use crate::diff::{Change, HostChanges, ProcessAction, WaveChanges};
+        ChangeSet {
+            hosts: vec![HostChanges {
+                host: "mainpc".into(),
+                waves: waves
+                    .iter()
+                    .map(|w| WaveChanges {
+                        wave: w.to_string(),
+                        changes: vec![Change::Process {
+                            name: format!("p-{w}"),
+                            action: ProcessAction::Start,
+                            reason: String::new(),
+                        }],
+                    })
+                    .collect(),
+                removals: vec![],
+                problems: vec![],
+            }],
+            schema: crate::diff::SCHEMA,
+            unreachable: vec![],
+        }
+    }
+
+    #[test]
+    fn a_selection_names_waves_or_a_run_of_them() {
+        let sel = |waves: &[&str], from: Option<&str>, to: Option<&str>| WaveSelection {
+            waves: waves.iter().map(|s| s.to_string()).collect(),
+            from: from.map(str::to_string),
+            to: to.map(str::to_string),
+        };
+        assert_eq!(sel(&[], None, None).resolve(&order()).unwrap(), order());
+        assert_eq!(
+            sel(&["two"], None, None).resolve(&order()).unwrap(),
+            vec!["two"]
+        );
+        assert_eq!(
+            sel(&[], Some("two"), None).resolve(&order()).unwrap(),
+            vec!["two", "three"]
+        );
+        assert_eq!(
+            sel(&[], None, Some("two")).resolve(&order()).unwrap(),
+            vec!["one", "two"]
+        );
+        assert!(
+            sel(&["nope"], None, None)
+                .resolve(&order())
+                .unwrap_err()
+                .contains("no wave is named `nope`")
+        );
+    }
+
+    #[test]
+    fn a_wave_whose_predecessors_are_not_applied_is_refused() {
+        let mut c = changes(&["one", "two"]);
+        let err = select_waves(&mut c, &order(), &["two".to_string()]).unwrap_err();
+        assert_eq!(
+            err,
+            vec!["host mainpc: wave two comes after one, which is not applied there yet"]
+        );
+        let mut c = changes(&["two", "three"]);
+        select_waves(&mut c, &order(), &["two".to_string()]).unwrap();
+        assert_eq!(c.hosts[0].waves.len(), 1);
+        assert_eq!(c.hosts[0].waves[0].wave, "two");
+    }
     use crate::diff::{HostChanges, Unreachable, WaveChanges};
 
     fn set(hosts: Vec<HostChanges>, unreachable: Vec<Unreachable>) -> ChangeSet {

@@ -449,3 +449,63 @@ fn a_rollback_renders_with_the_builtin_templates_its_generation_recorded() {
     .expect("json");
     assert_eq!(last["process.env.tera"], templates["process.env.tera"]);
 }
+
+#[test]
+fn one_wave_is_applied_or_rolled_back_alone_after_its_predecessors() {
+    let lab = Lab::up(79, 1);
+    let root = lab.root("mainpc");
+    let plan = |v: &str| {
+        format!(
+            "version = 1\nname = \"sel\"\n\n[[file]]\nname = \"a\"\nhost = \"mainpc\"\npath = \"a.txt\"\ncontent = \"{v}\\n\"\n\n[[process]]\nname = \"worker\"\nhost = \"mainpc\"\ncommand = [\"sleep\", \"infinity\"]\nenv = {{ V = \"{v}\" }}\n\n[[wave]]\nname = \"one\"\nselect = [\"file.a\"]\n\n[[wave]]\nname = \"two\"\nselect = [\"process.worker\"]\n"
+        )
+    };
+    let repo = Repo::with_plan(&plan("v1"))
+        .with_inventory(lab.inventory())
+        .commit("v1")
+        .tag("v1");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}{}", apply.stdout, apply.stderr);
+    let repo = repo.file("plans/p.toml", &plan("v2")).commit("v2");
+    let env = || std::fs::read_to_string(root.join("files/env/worker.env")).expect("env");
+    let a = || std::fs::read_to_string(root.join("files/a.txt")).expect("a");
+
+    let refused = repo.run(&["apply", "--yes", "--wave", "two", "plans/p.toml"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("wave two comes after one"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(a(), "v1\n");
+
+    let one = repo.run(&["apply", "--yes", "--wave", "one", "plans/p.toml"]);
+    assert_eq!(one.code, 0, "{}{}", one.stdout, one.stderr);
+    assert_eq!(a(), "v2\n");
+    assert!(env().contains("V='v1'"), "wave two is left as it was");
+
+    let back = repo.run(&[
+        "rollback",
+        "--to",
+        "v1",
+        "--wave",
+        "one",
+        "--yes",
+        "plans/p.toml",
+    ]);
+    assert_eq!(back.code, 0, "{}{}", back.stdout, back.stderr);
+    assert_eq!(a(), "v1\n");
+    let unknown = repo.run(&[
+        "apply",
+        "--yes",
+        "--unpin",
+        "--wave",
+        "nope",
+        "plans/p.toml",
+    ]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no wave is named `nope`"),
+        "{}",
+        unknown.stderr
+    );
+}
