@@ -155,7 +155,10 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
                 }
                 Ok(Exit::Ok)
             }
-            Readiness::Ready => apply_changes(ctx, &loaded, &observed, &changes, &commit, opts, start).await,
+            Readiness::Ready => {
+                let record = Record { commit: &commit, released_streams: &kept };
+                apply_changes(ctx, &loaded, &observed, &changes, &record, opts, start).await
+            }
         };
         let result = match (result, &opts.rollback) {
             (Ok(Exit::Ok), _) => record_pins(&loaded, &observed, opts).await.map(|()| Exit::Ok),
@@ -353,6 +356,13 @@ async fn record_pins(loaded: &Loaded, observed: &[Observed], opts: &Options) -> 
     Ok(())
 }
 
+/// What the new generations record besides the changes: the commit, and the streams a
+/// rollback keeps but no longer manages.
+struct Record<'a> {
+    commit: &'a PlanCommit,
+    released_streams: &'a [(String, String)],
+}
+
 /// Shows the changes, asks on a TTY, then applies them wave by wave (`start`: when the
 /// command started, for the time it reports).
 async fn apply_changes(
@@ -360,7 +370,7 @@ async fn apply_changes(
     loaded: &Loaded,
     observed: &[Observed],
     changes: &ChangeSet,
-    commit: &PlanCommit,
+    record: &Record<'_>,
     opts: &Options,
     start: Instant,
 ) -> anyhow::Result<Exit> {
@@ -407,6 +417,7 @@ async fn apply_changes(
     let stop = std::sync::Arc::new(Stop::default());
     let handler = tokio::spawn(stop_on_signal(stop.clone()));
     let job = Job {
+        released_streams: record.released_streams,
         builtins: &loaded.builtins,
         stop: &stop,
         rollback_to: opts.rollback.as_ref().map(|r| r.tree.rev.as_str()),
@@ -419,7 +430,7 @@ async fn apply_changes(
             .flat_map(|h| &h.checks)
             .collect(),
         servers: &servers,
-        commit,
+        commit: record.commit,
         gate: &probes,
     };
     let targets = targets(&loaded.desired, observed, changes);

@@ -183,6 +183,9 @@ pub struct Job<'a> {
     pub rollback_to: Option<&'a str>,
     /// The built-in templates the plan rendered with, recorded beside each generation.
     pub builtins: &'a BTreeMap<String, String>,
+    /// Streams (host, name) a rollback keeps on their server but no longer manages: the
+    /// generation stops recording them, so no later diff offers to delete them.
+    pub released_streams: &'a [(String, String)],
     /// The plan file, recorded in each generation.
     pub plan: &'a str,
     pub waves: &'a [WaveSpec],
@@ -839,7 +842,10 @@ async fn finish_all(
         if done.is_empty() {
             return Ok(None);
         }
-        let hashes = crate::state::after(h.previous, h.desired, &done);
+        let mut hashes = crate::state::after(h.previous, h.desired, &done);
+        hashes
+            .streams
+            .retain(|s, _| !job.released_streams.iter().any(|(host, r)| host == h.name && r == s));
         let state = HostState {
             schema: STATE_SCHEMA,
             generation: h.generation,
@@ -1031,6 +1037,7 @@ mod tests {
         let stop = Stop::default();
         let builtins = BTreeMap::new();
         let job = Job {
+            released_streams: &[],
             builtins: &builtins,
             stop: &stop,
             rollback_to: None,
