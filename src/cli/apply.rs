@@ -39,6 +39,8 @@ pub struct Options {
     pub force_unlock: bool,
     /// Only these waves (`--wave`, `--from-wave`, `--to-wave`).
     pub waves: WaveSelection,
+    /// Only these resources (`--select kind.name`).
+    pub select: Vec<String>,
     /// Set for `rollback --to REV`.
     pub rollback: Option<Rollback>,
 }
@@ -188,6 +190,20 @@ fn run_order(loaded: &Loaded, opts: &Options) -> Vec<String> {
 
 /// Narrows `changes` to the selected waves (`--wave`, `--from-wave`, `--to-wave`).
 fn select(loaded: &Loaded, changes: &mut ChangeSet, opts: &Options) -> anyhow::Result<()> {
+    if !opts.select.is_empty() {
+        let selectors = opts
+            .select
+            .iter()
+            .map(|s| crate::plan::resource::Selector::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Hinted::new(
+                    e,
+                    "for example `--select batch.pilot` or `--select process.*`",
+                )
+            })?;
+        crate::run::decide::select_resources(changes, &loaded.desired, &selectors);
+    }
     if opts.waves.is_all() {
         return Ok(());
     }

@@ -136,6 +136,9 @@ pub enum Command {
         /// Roll back only this wave of the old plan (repeatable); the rest stays as it is.
         #[arg(long, value_name = "NAME")]
         wave: Vec<String>,
+        /// Roll back only these resources: `kind.name`, `kind.*` or `host.NAME` (repeatable).
+        #[arg(long, value_name = "SELECTOR")]
+        select: Vec<String>,
     },
     /// Lift the pin a rollback left, so that `apply` of other commits runs again.
     Unpin {
@@ -193,6 +196,7 @@ pub fn main() -> ExitCode {
                     from: from_wave.clone(),
                     to: to_wave.clone(),
                 },
+                select: Vec::new(),
                 rollback: None,
             },
         ),
@@ -205,6 +209,7 @@ pub fn main() -> ExitCode {
             dry_run,
             force_unlock,
             wave,
+            select,
         } => rollback::run(
             &ctx,
             &rollback::Args {
@@ -216,6 +221,7 @@ pub fn main() -> ExitCode {
                 dry_run: *dry_run,
                 force_unlock: *force_unlock,
                 waves: wave,
+                select,
             },
         ),
         Command::Unpin { plan, host } => unpin::run(&ctx, plan, host.as_deref()),

@@ -18,6 +18,8 @@ pub struct Args<'a> {
     pub force_unlock: bool,
     /// Only these waves of the old plan.
     pub waves: &'a [String],
+    /// Only these resources (`kind.name`, `kind.*`, `host.NAME`).
+    pub select: &'a [String],
 }
 
 pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
@@ -60,6 +62,7 @@ pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
             waves: args.waves.to_vec(),
             ..Default::default()
         },
+        select: args.select.to_vec(),
         rollback: Some(Rollback {
             tree,
             reason: args.reason.map(str::to_string),

@@ -843,9 +843,11 @@ async fn finish_all(
             return Ok(None);
         }
         let mut hashes = crate::state::after(h.previous, h.desired, &done);
-        hashes
-            .streams
-            .retain(|s, _| !job.released_streams.iter().any(|(host, r)| host == h.name && r == s));
+        hashes.streams.retain(|s, _| {
+            !job.released_streams
+                .iter()
+                .any(|(host, r)| host == h.name && r == s)
+        });
         let state = HostState {
             schema: STATE_SCHEMA,
             generation: h.generation,

@@ -4,8 +4,10 @@
 
 use std::fmt;
 
-use crate::diff::ChangeSet;
+use crate::diff::{Change, ChangeSet};
+use crate::plan::resource::Selector;
 use crate::plan::schema::OnFailure;
+use crate::primitive::Desired;
 
 /// Whether a change set may be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,54 @@ pub fn select_waves(
         Ok(())
     } else {
         Err(refused)
+    }
+}
+
+/// Keeps only the changes of the resources `selectors` name (`kind.name`, `kind.*`,
+/// `host.NAME`), by the resource each primitive came from; what belongs to no resource of the
+/// plan (removals, the host's shared files) is left out.
+pub fn select_resources(changes: &mut ChangeSet, desired: &Desired, selectors: &[Selector]) {
+    for h in &mut changes.hosts {
+        let Some(d) = desired.hosts.get(&h.host) else {
+            h.waves.clear();
+            continue;
+        };
+        let host = h.host.clone();
+        let keep = |c: &Change| {
+            let origin = match c {
+                Change::File { path, .. } => {
+                    d.files.iter().find(|f| &f.path == path).map(|f| &f.origin)
+                }
+                Change::Process { name, .. } => d
+                    .processes
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .map(|p| &p.origin),
+                Change::Migration { database, .. } => d
+                    .databases
+                    .iter()
+                    .find(|x| &x.name == database)
+                    .map(|x| &x.origin),
+                Change::Stream { name, .. } => d
+                    .streams
+                    .iter()
+                    .find(|s| &s.config.name == name)
+                    .map(|s| &s.origin),
+            };
+            let Some((kind, name)) = origin.and_then(|o| o.resource.split_once('.')) else {
+                return false;
+            };
+            selectors.iter().any(|s| match s {
+                Selector::One(k, n) => k.key() == kind && n == name,
+                Selector::AllOf(k) => k.key() == kind,
+                Selector::Host(n) => *n == host,
+            })
+        };
+        for w in &mut h.waves {
+            w.changes.retain(|c| keep(c));
+        }
+        h.waves.retain(|w| !w.changes.is_empty());
+        h.removals.clear();
     }
 }
 

@@ -508,4 +508,21 @@ fn one_wave_is_applied_or_rolled_back_alone_after_its_predecessors() {
         "{}",
         unknown.stderr
     );
+
+    // One resource: the worker goes back to v1, the file stays at v2.
+    let all = repo.run(&["apply", "--yes", "--unpin", "plans/p.toml"]);
+    assert_eq!(all.code, 0, "{}{}", all.stdout, all.stderr);
+    assert!(env().contains("V='v2'"));
+    let one = repo.run(&[
+        "rollback",
+        "--to",
+        "v1",
+        "--select",
+        "process.worker",
+        "--yes",
+        "plans/p.toml",
+    ]);
+    assert_eq!(one.code, 0, "{}{}", one.stdout, one.stderr);
+    assert!(env().contains("V='v1'"), "{}", env());
+    assert_eq!(a(), "v2\n");
 }
