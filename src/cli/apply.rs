@@ -41,6 +41,8 @@ pub struct Options {
     pub waves: WaveSelection,
     /// Only these resources (`--select kind.name`).
     pub select: Vec<String>,
+    /// Only this host (`rollback --host H`).
+    pub host: Option<String>,
     /// Set for `rollback --to REV`.
     pub rollback: Option<Rollback>,
 }
@@ -190,6 +192,13 @@ fn run_order(loaded: &Loaded, opts: &Options) -> Vec<String> {
 
 /// Narrows `changes` to the selected waves (`--wave`, `--from-wave`, `--to-wave`).
 fn select(loaded: &Loaded, changes: &mut ChangeSet, opts: &Options) -> anyhow::Result<()> {
+    if let Some(only) = &opts.host {
+        if !loaded.desired.hosts.contains_key(only) {
+            anyhow::bail!("host `{only}` has nothing of this plan; expected one of its hosts");
+        }
+        changes.hosts.retain(|h| &h.host == only);
+        changes.unreachable.retain(|u| &u.host == only);
+    }
     if !opts.select.is_empty() {
         let selectors = opts
             .select
@@ -328,6 +337,9 @@ async fn record_pins(loaded: &Loaded, observed: &[Observed], opts: &Options) -> 
         .filter_map(|o| {
             let conn: &dyn Host = o.connection.as_ref()?;
             o.report.as_ref().ok()?;
+            if opts.host.as_ref().is_some_and(|h| *h != o.host) {
+                return None;
+            }
             let root = loaded.desired.hosts.get(&o.host)?.root.as_str();
             Some((o.host.as_str(), conn, root))
         })

@@ -139,6 +139,9 @@ pub enum Command {
         /// Roll back only these resources: `kind.name`, `kind.*` or `host.NAME` (repeatable).
         #[arg(long, value_name = "SELECTOR")]
         select: Vec<String>,
+        /// Roll back only this host (with `previous`: its own previous generation).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
     },
     /// Lift the pin a rollback left, so that `apply` of other commits runs again.
     Unpin {
@@ -197,6 +200,7 @@ pub fn main() -> ExitCode {
                     to: to_wave.clone(),
                 },
                 select: Vec::new(),
+                host: None,
                 rollback: None,
             },
         ),
@@ -210,6 +214,7 @@ pub fn main() -> ExitCode {
             force_unlock,
             wave,
             select,
+            host,
         } => rollback::run(
             &ctx,
             &rollback::Args {
@@ -222,6 +227,7 @@ pub fn main() -> ExitCode {
                 force_unlock: *force_unlock,
                 waves: wave,
                 select,
+                host: host.as_deref(),
             },
         ),
         Command::Unpin { plan, host } => unpin::run(&ctx, plan, host.as_deref()),

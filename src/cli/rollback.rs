@@ -20,6 +20,8 @@ pub struct Args<'a> {
     pub waves: &'a [String],
     /// Only these resources (`kind.name`, `kind.*`, `host.NAME`).
     pub select: &'a [String],
+    /// Only this host (and, with `previous`, only its previous generation counts).
+    pub host: Option<&'a str>,
 }
 
 pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
@@ -28,7 +30,7 @@ pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
         None => only_plan()?,
     };
     let rev = match args.to {
-        "previous" => previous(ctx)?,
+        "previous" => previous(ctx, args.host)?,
         rev => rev.to_string(),
     };
     let mut tree = ctx.git_tree(&plan, &rev)?;
@@ -63,6 +65,7 @@ pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
             ..Default::default()
         },
         select: args.select.to_vec(),
+        host: args.host.map(str::to_string),
         rollback: Some(Rollback {
             tree,
             reason: args.reason.map(str::to_string),
@@ -94,8 +97,14 @@ fn only_plan() -> anyhow::Result<PathBuf> {
 
 /// The commit of each host's previous generation (its last one when its last apply was
 /// interrupted); the hosts must agree.
-fn previous(ctx: &Context) -> anyhow::Result<String> {
-    let inventory = ctx.inventory()?;
+fn previous(ctx: &Context, only: Option<&str>) -> anyhow::Result<String> {
+    let mut inventory = ctx.inventory()?;
+    if let Some(h) = only {
+        inventory.hosts.retain(|x| x.name.get_ref() == h);
+        if inventory.hosts.is_empty() {
+            anyhow::bail!("host `{h}` is not in the inventory");
+        }
+    }
     let reports = ctx
         .runtime()?
         .block_on(crate::run::generations::of_all(&inventory));
@@ -157,7 +166,7 @@ fn previous(ctx: &Context) -> anyhow::Result<String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "name the revision: `wavectl rollback --to COMMIT`",
+            "name the revision (`wavectl rollback --to COMMIT`), or one host: `--host NAME`",
         )
         .into()),
     }
