@@ -1,6 +1,7 @@
 //! JetStream streams: wavectl's stream config to and from the JetStream API's, so that what a
 //! server reports compares field by field with the plan.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::{Config, External, RetentionPolicy, Source, StorageType};
@@ -88,12 +89,37 @@ pub fn streams_of_jsz(json: &str) -> Option<Vec<StreamConfig>> {
     Some(out)
 }
 
+/// Each stream's message count, from the same `/jsz` answer (`state.messages`).
+pub fn messages_of_jsz(json: &str) -> BTreeMap<String, u64> {
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for account in doc["account_details"].as_array().into_iter().flatten() {
+        for stream in account["stream_detail"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(n)) = (
+                stream["name"].as_str(),
+                stream["state"]["messages"].as_u64(),
+            ) {
+                out.insert(name.to_string(), n);
+            }
+        }
+    }
+    out
+}
+
 /// The `/jsz` query that lists every stream with its config.
 pub const JSZ_STREAMS: &str = "/jsz?streams=true&config=true";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_counts_come_from_the_streams_state() {
+        let jsz = r#"{"account_details":[{"stream_detail":[{"name":"S","state":{"messages":42,"bytes":100}},{"name":"T","state":{"messages":0}}]}]}"#;
+        let m = messages_of_jsz(jsz);
+        assert_eq!((m["S"], m["T"]), (42, 0));
+        assert!(messages_of_jsz("").is_empty());
+    }
 
     #[test]
     fn a_config_survives_the_round_trip_through_the_api_type() {

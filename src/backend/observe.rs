@@ -140,6 +140,8 @@ pub struct Observation {
     pub observed: HostObserved,
     /// Databases that block an apply (dirty, not a database, locked), one message each.
     pub database_problems: Vec<String>,
+    /// The message count of every stream the NATS servers reported, by stream name.
+    pub stream_messages: BTreeMap<String, u64>,
     /// Every stream of each NATS server that answered, by server (plan name).
     pub nats_streams: BTreeMap<String, Vec<StreamConfig>>,
 }
@@ -248,6 +250,8 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                 if let Some(streams) = crate::backend::nats::streams_of_jsz(json) {
                     o.nats_streams.insert(server.to_string(), streams);
                 }
+                o.stream_messages
+                    .extend(crate::backend::nats::messages_of_jsz(json));
             }
             "proc" => status.extend(parse_status_line(rest)),
             "spawned" => {

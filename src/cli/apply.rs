@@ -124,9 +124,14 @@ pub fn run(ctx: &Context, plan: &Path, opts: &Options) -> anyhow::Result<Exit> {
             _ => Vec::new(),
         };
         for (host, stream) in &kept {
+            let messages = observed
+                .iter()
+                .find(|o| &o.host == host)
+                .and_then(|o| o.report.as_ref().ok()?.stream_messages.get(stream).copied())
+                .map_or("its".to_string(), |n| format!("{n}"));
             writeln!(
                 stdout,
-                "{host}: stream {stream} is not in the plan at {}: kept (deleting it would lose its messages; --delete-streams removes it)",
+                "{host}: stream {stream} is not in the plan at {}: kept with {messages} messages (deleting it would lose them; --delete-streams removes it)",
                 opts.rollback.as_ref().map_or("", |r| r.tree.rev.as_str())
             )?;
         }
