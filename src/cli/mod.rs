@@ -64,6 +64,20 @@ pub enum ColorChoice {
     Never,
 }
 
+/// What `apply` and `rollback` share: how they ask, preview and take over.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RunFlags {
+    /// Do not ask (required when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Take over the locks of an apply that died on this machine (journaled).
+    #[arg(long)]
+    pub force_unlock: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check plan, inventory, templates and migration files offline.
@@ -83,21 +97,14 @@ pub enum Command {
     /// Apply the plan wave by wave.
     Apply {
         plan: PathBuf,
-        /// Do not ask for confirmation on a TTY.
-        #[arg(long, short)]
-        yes: bool,
+        #[command(flatten)]
+        run: RunFlags,
         /// Apply from a plan tree with uncommitted changes (the generation is marked dirty).
         #[arg(long)]
         allow_dirty: bool,
         /// Apply although a rollback pinned the hosts to another commit, and lift the pin.
         #[arg(long)]
         unpin: bool,
-        /// Show what would change, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Take over the locks of an apply that died on this machine (journaled).
-        #[arg(long)]
-        force_unlock: bool,
         /// Only this wave (repeatable); the waves before it must be applied.
         #[arg(long, value_name = "NAME")]
         wave: Vec<String>,
@@ -113,26 +120,19 @@ pub enum Command {
     /// it says where the machines are now.
     Rollback {
         /// A commit, tag (`phase1`), branch, `HEAD~3`, or `previous` (each host's previous
-        /// generation's commit; the hosts must agree).
+        /// generation's commit; the hosts must agree, or name one with --host).
         #[arg(long, value_name = "REV")]
         to: String,
         /// The plan file, as a path in the work tree (default: the only plan in plans/).
         plan: Option<PathBuf>,
-        /// Do not ask (required when stdin is not a terminal).
-        #[arg(long, short)]
-        yes: bool,
+        #[command(flatten)]
+        run: RunFlags,
         /// Why: recorded in the pin and shown to whoever meets it.
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
         /// Also delete the JetStream streams the old plan lacks (their messages are lost).
         #[arg(long)]
         delete_streams: bool,
-        /// Show what the rollback would do, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Take over the locks of an apply that died on this machine (journaled).
-        #[arg(long)]
-        force_unlock: bool,
         /// Roll back only this wave of the old plan (repeatable); the rest stays as it is.
         #[arg(long, value_name = "NAME")]
         wave: Vec<String>,
@@ -177,11 +177,9 @@ pub fn main() -> ExitCode {
         Command::Diff { plan } => diff::run(&ctx, plan),
         Command::Apply {
             plan,
-            yes,
+            run,
             allow_dirty,
             unpin,
-            dry_run,
-            force_unlock,
             wave,
             from_wave,
             to_wave,
@@ -189,11 +187,11 @@ pub fn main() -> ExitCode {
             &ctx,
             plan,
             &apply::Options {
-                yes: *yes,
+                yes: run.yes,
                 allow_dirty: *allow_dirty,
                 unpin: *unpin,
-                dry_run: *dry_run,
-                force_unlock: *force_unlock,
+                dry_run: run.dry_run,
+                force_unlock: run.force_unlock,
                 waves: crate::run::decide::WaveSelection {
                     waves: wave.clone(),
                     from: from_wave.clone(),
@@ -207,11 +205,9 @@ pub fn main() -> ExitCode {
         Command::Rollback {
             to,
             plan,
-            yes,
+            run,
             reason,
             delete_streams,
-            dry_run,
-            force_unlock,
             wave,
             select,
             host,
@@ -220,11 +216,9 @@ pub fn main() -> ExitCode {
             &rollback::Args {
                 to,
                 plan: plan.as_deref(),
-                yes: *yes,
+                run: *run,
                 reason: reason.as_deref(),
                 delete_streams: *delete_streams,
-                dry_run: *dry_run,
-                force_unlock: *force_unlock,
                 waves: wave,
                 select,
                 host: host.as_deref(),

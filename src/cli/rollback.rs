@@ -11,11 +11,9 @@ use crate::exit::Exit;
 pub struct Args<'a> {
     pub to: &'a str,
     pub plan: Option<&'a Path>,
-    pub yes: bool,
     pub reason: Option<&'a str>,
     pub delete_streams: bool,
-    pub dry_run: bool,
-    pub force_unlock: bool,
+    pub run: crate::cli::RunFlags,
     /// Only these waves of the old plan.
     pub waves: &'a [String],
     /// Only these resources (`kind.name`, `kind.*`, `host.NAME`).
@@ -55,11 +53,11 @@ pub fn run(ctx: &Context, args: &Args<'_>) -> anyhow::Result<Exit> {
         );
     }
     let opts = apply::Options {
-        yes: args.yes,
+        yes: args.run.yes,
         allow_dirty: false,
         unpin: false,
-        dry_run: args.dry_run,
-        force_unlock: args.force_unlock,
+        dry_run: args.run.dry_run,
+        force_unlock: args.run.force_unlock,
         waves: crate::run::decide::WaveSelection {
             waves: args.waves.to_vec(),
             ..Default::default()
