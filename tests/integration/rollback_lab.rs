@@ -526,3 +526,44 @@ fn one_wave_is_applied_or_rolled_back_alone_after_its_predecessors() {
     assert!(env().contains("V='v1'"), "{}", env());
     assert_eq!(a(), "v2\n");
 }
+
+#[test]
+fn previous_of_one_host_when_the_hosts_histories_differ() {
+    let lab = Lab::up(80, 2);
+    let plan = |v: &str| {
+        format!(
+            "version = 1\nname = \"h\"\n\n[[file]]\nname = \"m\"\nhost = \"mainpc\"\npath = \"m.txt\"\ncontent = \"{v}\\n\"\n\n[[file]]\nname = \"p\"\nhost = \"pc2\"\npath = \"p.txt\"\ncontent = \"v1\\n\"\n"
+        )
+    };
+    let repo = Repo::with_plan(&plan("v1"))
+        .with_inventory(lab.inventory())
+        .commit("v1");
+    assert_eq!(repo.run(&["apply", "--yes", "plans/p.toml"]).code, 0);
+    // Only mainpc changes: it has a previous generation, pc2 does not.
+    let repo = repo.file("plans/p.toml", &plan("v2")).commit("v2");
+    assert_eq!(repo.run(&["apply", "--yes", "plans/p.toml"]).code, 0);
+    let refused = repo.run(&["rollback", "--to", "previous", "--yes", "plans/p.toml"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("pc2: has no previous generation"),
+        "{}",
+        refused.stderr
+    );
+    let one = repo.run(&[
+        "rollback",
+        "--to",
+        "previous",
+        "--host",
+        "mainpc",
+        "--yes",
+        "plans/p.toml",
+    ]);
+    assert_eq!(one.code, 0, "{}{}", one.stdout, one.stderr);
+    let m = std::fs::read_to_string(lab.root("mainpc").join("files/m.txt")).expect("m");
+    assert_eq!(m, "v1\n");
+    assert!(lab.root("mainpc").join("pin.json").exists());
+    assert!(
+        !lab.root("pc2").join("pin.json").exists(),
+        "only the named host is pinned"
+    );
+}
