@@ -567,3 +567,46 @@ fn previous_of_one_host_when_the_hosts_histories_differ() {
         "only the named host is pinned"
     );
 }
+
+#[test]
+fn sigkill_at_five_points_never_leaves_a_half_file_and_converges() {
+    let (_lab, repo, root) = gated_v1_then_v2(81, 1);
+    let journal = root.join("journal.jsonl");
+    std::fs::write(root.join("data/flag"), "").expect("flag");
+    let mut repo = repo;
+    let (mut old, mut new) = ("v1", "v2");
+    for marker in [
+        "\"step\":\"write files/a.txt\"",
+        "\"step\":\"write files/env/worker.env\"",
+        "\"step\":\"restart worker\"",
+        "\"step\":\"wait for processes to run\"",
+        "\"step\":\"record generation\"",
+    ] {
+        apply_and_kill_at(&repo, &journal, marker);
+        let a = std::fs::read_to_string(root.join("files/a.txt")).expect("a.txt");
+        assert!(
+            a == format!("{old}\n") || a == format!("{new}\n"),
+            "{marker}: {a:?}"
+        );
+        if root.join("lock").exists() {
+            let diff = repo.run(&["diff", "plans/p.toml"]);
+            assert!(
+                diff.stdout.contains("was interrupted"),
+                "{marker}: {}",
+                diff.stdout
+            );
+        }
+        let over = repo.run(&["apply", "--yes", "--force-unlock", "plans/p.toml"]);
+        assert_eq!(over.code, 0, "{marker}: {}{}", over.stdout, over.stderr);
+        let diff = repo.run(&["diff", "plans/p.toml"]);
+        assert_eq!(diff.code, 0, "{marker}: {}{}", diff.stdout, diff.stderr);
+        assert_eq!(
+            std::fs::read_to_string(root.join("files/a.txt")).expect("a"),
+            format!("{new}\n")
+        );
+        (old, new) = (new, old);
+        repo = repo
+            .file("plans/p.toml", &gated_plan(&root, new))
+            .commit(new);
+    }
+}
