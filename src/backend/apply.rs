@@ -27,6 +27,8 @@ pub enum Step {
     Restart { name: String },
     Start { name: String },
     Stop { name: String },
+    /// The programs leaving the plan, told to stop all at once before `update` removes them.
+    StopRemoved { names: Vec<String> },
     WaitRunning,
     RecordGeneration,
     Restore { path: String },
@@ -45,6 +47,7 @@ impl fmt::Display for Step {
             Step::Restart { name } => write!(f, "restart {name}"),
             Step::Start { name } => write!(f, "start {name}"),
             Step::Stop { name } => write!(f, "stop {name}"),
+            Step::StopRemoved { names } => write!(f, "stop {}", names.join(", ")),
             Step::WaitRunning => f.write_str("wait for processes to run"),
             Step::RecordGeneration => f.write_str("record generation"),
             Step::Restore { path } => write!(f, "restore {path}"),
@@ -171,6 +174,18 @@ wv_supervisord() {
     i=$((i + 1)); [ "$i" -lt 100 ] || { echo "supervisord did not start; see $PWD/logs/supervisord.log" >&2; return 1; }
     sleep 0.1
   done
+}
+wv_stop_all() {
+  # Every named program told to stop at once, over supervisord's socket without waiting: the
+  # `update` that follows then finds them stopped instead of stopping them a second apiece.
+  command -v curl >/dev/null 2>&1 && [ -S run/supervisor.sock ] || return 0
+  calls=""
+  for n in "$@"; do
+    calls="$calls<value><struct><member><name>methodName</name><value><string>supervisor.stopProcessGroup</string></value></member><member><name>params</name><value><array><data><value><string>$n</string></value><value><boolean>0</boolean></value></data></array></value></member></struct></value>"
+  done
+  curl -s --max-time 10 --unix-socket run/supervisor.sock -H 'Content-Type: text/xml' \
+    --data-binary "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data>$calls</data></array></value></param></params></methodCall>" \
+    http://localhost/RPC2 >/dev/null || true
 }
 wv_update() {
   wv_supervisord
@@ -467,6 +482,26 @@ pub fn wave_script(
         }
     }
     let program_changed = |name: &str| program_file_changes(changes, name);
+    let removed: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Process {
+                name,
+                action: ProcessAction::StopAndRemove,
+                ..
+            } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    if removed.len() > 1 {
+        s.step(Step::StopRemoved { names: removed.clone() }, |b| {
+            b.raw("wv_stop_all");
+            for n in &removed {
+                b.arg(n);
+            }
+            b.raw("\n");
+        });
+    }
     if supervisor_files_change(changes) {
         // `update` adds new programs, restarts those whose program file changed and stops and
         // removes those whose file is gone.
@@ -582,6 +617,14 @@ pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Chang
         let Change::Process { name, action, .. } = c else {
             continue;
         };
+        if *action == ProcessAction::StopAndRemove {
+            // The wave may have stopped it (`wv_stop_all`) before `update` removed it: it ran
+            // before the wave, so it runs again.
+            s.step(Step::Start { name: name.clone() }, |b| {
+                supervisorctl(b, "start", name).raw(" 2>&1 | grep -v 'already started' || true\n");
+            });
+            continue;
+        }
         if program_file_changes(changes, name) {
             continue;
         }
