@@ -18,20 +18,45 @@ use crate::state::{HostState, Lock};
 /// One step of an apply script, as the executor and the progress display see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    WriteFile { path: String },
-    Chmod { path: String, mode: u32 },
-    Delete { path: String },
-    ApplyMigration { db: String, id: u32, file: String },
-    RevertMigration { db: String, id: u32, file: String },
+    WriteFile {
+        path: String,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
+    },
+    Delete {
+        path: String,
+    },
+    ApplyMigration {
+        db: String,
+        id: u32,
+        file: String,
+    },
+    RevertMigration {
+        db: String,
+        id: u32,
+        file: String,
+    },
     SupervisordUpdate,
-    Restart { name: String },
-    Start { name: String },
-    Stop { name: String },
+    Restart {
+        name: String,
+    },
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
     /// The programs leaving the plan, told to stop all at once before `update` removes them.
-    StopRemoved { names: Vec<String> },
+    StopRemoved {
+        names: Vec<String>,
+    },
     WaitRunning,
     RecordGeneration,
-    Restore { path: String },
+    Restore {
+        path: String,
+    },
 }
 
 /// The step's label, as progress, errors and the host's journal show it.
@@ -494,13 +519,18 @@ pub fn wave_script(
         })
         .collect();
     if removed.len() > 1 {
-        s.step(Step::StopRemoved { names: removed.clone() }, |b| {
-            b.raw("wv_stop_all");
-            for n in &removed {
-                b.arg(n);
-            }
-            b.raw("\n");
-        });
+        s.step(
+            Step::StopRemoved {
+                names: removed.clone(),
+            },
+            |b| {
+                b.raw("wv_stop_all");
+                for n in &removed {
+                    b.arg(n);
+                }
+                b.raw("\n");
+            },
+        );
     }
     if supervisor_files_change(changes) {
         // `update` adds new programs, restarts those whose program file changed and stops and
