@@ -2,7 +2,7 @@
 //! of what it printed. The retry loop (time passed in) lives in `run::probe`.
 
 use crate::backend::script::Script;
-use crate::backend::supervisord::{self, parse_status_line};
+use crate::backend::supervisord::{self, parse_proc_line};
 use crate::observed::ProcessState;
 use crate::primitive::{Probe, StreamConfig};
 
@@ -45,11 +45,11 @@ pub fn script(probe: &Probe, root: &str) -> String {
         Probe::Process { name, .. } => {
             s.raw("cd")
                 .arg(root)
-                .raw(" && supervisorctl -c ")
-                .raw(supervisord::CONF)
-                .raw(" status")
+                .raw(" || exit 0\n")
+                .raw(supervisord::FUNCTIONS)
+                .raw("wv_procs 2>/dev/null | n=")
                 .arg(name)
-                .raw(" || true\n");
+                .raw(" awk '$1 == ENVIRON[\"n\"]'\n");
         }
         Probe::PromQuery { url, expr, .. } => {
             s.raw("curl -s --max-time 5 -G --data-urlencode")
@@ -100,7 +100,7 @@ pub fn judge(probe: &Probe, stdout: &str) -> Verdict {
             "open" => Verdict::Pass(format!("{address}:{port} accepts connections")),
             _ => Verdict::Fail(format!("{address}:{port} refuses or does not answer")),
         },
-        Probe::Process { name, soak_s, .. } => match stdout.lines().find_map(parse_status_line) {
+        Probe::Process { name, soak_s, .. } => match stdout.lines().find_map(parse_proc_line) {
             Some(l) if l.state == ProcessState::Running && l.uptime_s.unwrap_or(0) >= *soak_s => {
                 Verdict::Pass(format!("running for {}s", l.uptime_s.unwrap_or(0)))
             }
@@ -313,13 +313,13 @@ mod tests {
             name: "nanoclaw".into(),
             soak_s: 10,
         };
-        assert!(judge(&p, "nanoclaw   RUNNING   pid 7, uptime 0:00:12\n").passed());
+        assert!(judge(&p, "nanoclaw RUNNING 7 1000 1012\n").passed());
         assert_eq!(
-            judge(&p, "nanoclaw   RUNNING   pid 7, uptime 0:00:03\n"),
+            judge(&p, "nanoclaw RUNNING 7 1000 1003\n"),
             Verdict::Fail("running for 3s, needs 10s without a restart".into())
         );
         assert_eq!(
-            judge(&p, "nanoclaw   FATAL   Exited too quickly\n"),
+            judge(&p, "nanoclaw FATAL 0 1000 1003\n"),
             Verdict::Fail("nanoclaw is FATAL".into())
         );
     }

@@ -196,10 +196,12 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
         Ok(o) => o,
         Err(d) => return fail(vec![d], sources),
     };
-    let builtins = req
-        .builtins
-        .cloned()
-        .unwrap_or_else(crate::render::builtins);
+    // Recorded bytes win; a template the recording generation did not have comes from this
+    // binary (its caller renders it only where the recorded files refer to it).
+    let mut builtins = crate::render::builtins();
+    if let Some(recorded) = req.builtins {
+        builtins.extend(recorded.clone());
+    }
     let templates = match Templates::load(&builtins, &overrides) {
         Ok(t) => t,
         Err(diags) => {

@@ -42,6 +42,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/supervisord.conf.tera"),
     ),
     (
+        "supervisor-spawns.sh.tera",
+        include_str!("../templates/supervisor-spawns.sh.tera"),
+    ),
+    (
         "supervisor-program.conf.tera",
         include_str!("../templates/supervisor-program.conf.tera"),
     ),

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::backend::script::Script;
 use crate::backend::sqlite;
-use crate::backend::supervisord::{CONF, PIDFILE};
+use crate::backend::supervisord::{self, CONF, PIDFILE};
 use crate::diff::{Change, FileAction, MigrationAction, ProcessAction};
 use crate::primitive::HostDesired;
 use crate::state::{HostState, Lock};
@@ -18,45 +18,18 @@ use crate::state::{HostState, Lock};
 /// One step of an apply script, as the executor and the progress display see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    WriteFile {
-        path: String,
-    },
-    Chmod {
-        path: String,
-        mode: u32,
-    },
-    Delete {
-        path: String,
-    },
-    ApplyMigration {
-        db: String,
-        id: u32,
-        file: String,
-    },
-    RevertMigration {
-        db: String,
-        id: u32,
-        file: String,
-    },
+    WriteFile { path: String },
+    Chmod { path: String, mode: u32 },
+    Delete { path: String },
+    ApplyMigration { db: String, id: u32, file: String },
+    RevertMigration { db: String, id: u32, file: String },
     SupervisordUpdate,
-    Restart {
-        name: String,
-    },
-    Start {
-        name: String,
-    },
-    Stop {
-        name: String,
-    },
-    /// The programs leaving the plan, told to stop all at once before `update` removes them.
-    StopRemoved {
-        names: Vec<String>,
-    },
+    Restart { name: String },
+    Start { name: String },
+    Stop { name: String },
     WaitRunning,
     RecordGeneration,
-    Restore {
-        path: String,
-    },
+    Restore { path: String },
 }
 
 /// The step's label, as progress, errors and the host's journal show it.
@@ -72,7 +45,6 @@ impl fmt::Display for Step {
             Step::Restart { name } => write!(f, "restart {name}"),
             Step::Start { name } => write!(f, "start {name}"),
             Step::Stop { name } => write!(f, "stop {name}"),
-            Step::StopRemoved { names } => write!(f, "stop {}", names.join(", ")),
             Step::WaitRunning => f.write_str("wait for processes to run"),
             Step::RecordGeneration => f.write_str("record generation"),
             Step::Restore { path } => write!(f, "restore {path}"),
@@ -191,50 +163,6 @@ wv_write() {
   mv -f "$t" "$1"
   sync "$d"
 }
-wv_supervisord() {
-  if [ -f run/supervisord.pid ] && kill -0 "$(cat run/supervisord.pid)" 2>/dev/null; then return 0; fi
-  supervisord -c "$PWD/files/supervisor/supervisord.conf" </dev/null >/dev/null 2>&1
-  i=0
-  until supervisorctl -c files/supervisor/supervisord.conf pid >/dev/null 2>&1; do
-    i=$((i + 1)); [ "$i" -lt 100 ] || { echo "supervisord did not start; see $PWD/logs/supervisord.log" >&2; return 1; }
-    sleep 0.1
-  done
-}
-wv_stop_all() {
-  # Every named program told to stop at once, over supervisord's socket without waiting: the
-  # `update` that follows then finds them stopped instead of stopping them a second apiece.
-  command -v curl >/dev/null 2>&1 && [ -S run/supervisor.sock ] || return 0
-  calls=""
-  for n in "$@"; do
-    calls="$calls<value><struct><member><name>methodName</name><value><string>supervisor.stopProcessGroup</string></value></member><member><name>params</name><value><array><data><value><string>$n</string></value><value><boolean>0</boolean></value></data></array></value></member></struct></value>"
-  done
-  curl -s --max-time 10 --unix-socket run/supervisor.sock -H 'Content-Type: text/xml' \
-    --data-binary "<?xml version=\"1.0\"?><methodCall><methodName>system.multicall</methodName><params><param><value><array><data>$calls</data></array></value></param></params></methodCall>" \
-    http://localhost/RPC2 >/dev/null || true
-}
-wv_update() {
-  wv_supervisord
-  supervisorctl -c files/supervisor/supervisord.conf reread >/dev/null
-  supervisorctl -c files/supervisor/supervisord.conf update
-}
-wv_wait_running() {
-  end=$(( $(date +%s) + 30 ))
-  while :; do
-    st=$(supervisorctl -c files/supervisor/supervisord.conf status 2>/dev/null || true)
-    bad=""
-    for n in "$@"; do
-      line=$(printf '%s\n' "$st" | n="$n" awk '$1 == ENVIRON["n"]' || true)
-      case "$line" in
-        *" RUNNING "*) ;;
-        *" FATAL "*) echo "$n could not start (FATAL: it exits too quickly); see $PWD/logs/$n.log" >&2; return 1 ;;
-        *) bad="$bad $n" ;;
-      esac
-    done
-    [ -z "$bad" ] && return 0
-    [ "$(date +%s)" -lt "$end" ] || { echo "not running 30s after start:$bad (see $PWD/logs/)" >&2; return 1; }
-    sleep 0.2
-  done
-}
 "#;
 
 /// The header of a step script: root, generation, wave (a JSON string, so the journal lines
@@ -245,7 +173,8 @@ fn header(s: &mut Script, root: &str, generation: u64, wave: &str) {
         .num(generation)
         .raw("\n")
         .set("W", json!(wave).to_string())
-        .raw(PRELUDE);
+        .raw(PRELUDE)
+        .raw(supervisord::FUNCTIONS);
 }
 
 /// What the lock script answered.
@@ -395,12 +324,9 @@ impl Steps {
     }
 }
 
-fn supervisorctl<'s>(s: &'s mut Script, verb: &'static str, name: &str) -> &'s mut Script {
-    s.raw("wv_supervisord\nsupervisorctl -c ")
-        .raw(CONF)
-        .raw(" ")
-        .raw(verb)
-        .arg(name)
+/// `FUNCTION NAME`: one of `supervisord::FUNCTIONS` on one program, supervisord started first.
+fn supervise<'s>(s: &'s mut Script, function: &'static str, name: &str) -> &'s mut Script {
+    s.raw("wv_supervisord\n").raw(function).arg(name)
 }
 
 /// The script applying `changes` (one wave's, or the removals) on a host.
@@ -507,34 +433,9 @@ pub fn wave_script(
         }
     }
     let program_changed = |name: &str| program_file_changes(changes, name);
-    let removed: Vec<String> = changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::Process {
-                name,
-                action: ProcessAction::StopAndRemove,
-                ..
-            } => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    if removed.len() > 1 {
-        s.step(
-            Step::StopRemoved {
-                names: removed.clone(),
-            },
-            |b| {
-                b.raw("wv_stop_all");
-                for n in &removed {
-                    b.arg(n);
-                }
-                b.raw("\n");
-            },
-        );
-    }
     if supervisor_files_change(changes) {
         // `update` adds new programs, restarts those whose program file changed and stops and
-        // removes those whose file is gone.
+        // removes those whose file is gone, each kind all at once.
         s.step(Step::SupervisordUpdate, |b| {
             b.raw("wv_update\n");
         });
@@ -547,7 +448,7 @@ pub fn wave_script(
         match action {
             ProcessAction::Restart if !program_changed(name) => {
                 s.step(Step::Restart { name: name.clone() }, |b| {
-                    supervisorctl(b, "restart", name).raw("\n");
+                    supervise(b, "wv_restart", name).raw("\n");
                 });
                 wait.push(name);
             }
@@ -555,7 +456,7 @@ pub fn wave_script(
             ProcessAction::Start if program_changed(name) => wait.push(name),
             ProcessAction::Start => {
                 s.step(Step::Start { name: name.clone() }, |b| {
-                    supervisorctl(b, "start", name).raw(" | grep -v 'already started' || true\n");
+                    supervise(b, "wv_start", name).raw("\n");
                 });
                 wait.push(name);
             }
@@ -643,15 +544,16 @@ pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Chang
                 .raw(")\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n");
         });
     }
+    let mut again = Vec::new();
     for c in changes {
         let Change::Process { name, action, .. } = c else {
             continue;
         };
         if *action == ProcessAction::StopAndRemove {
-            // The wave may have stopped it (`wv_stop_all`) before `update` removed it: it ran
-            // before the wave, so it runs again.
+            // `update` re-added it from its restored program file; when it is not
+            // `autostart`, it ran before the wave all the same, so it runs again.
             s.step(Step::Start { name: name.clone() }, |b| {
-                supervisorctl(b, "start", name).raw(" 2>&1 | grep -v 'already started' || true\n");
+                supervise(b, "wv_start", name).raw("\n");
             });
             continue;
         }
@@ -659,15 +561,27 @@ pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Chang
             continue;
         }
         match action {
-            ProcessAction::Restart => s.step(Step::Restart { name: name.clone() }, |b| {
-                supervisorctl(b, "restart", name).raw("\n");
-            }),
+            ProcessAction::Restart => {
+                s.step(Step::Restart { name: name.clone() }, |b| {
+                    supervise(b, "wv_restart", name).raw("\n");
+                });
+                again.push(name);
+            }
             // It was down before the wave started it.
             ProcessAction::Start => s.step(Step::Stop { name: name.clone() }, |b| {
-                supervisorctl(b, "stop", name).raw(" || true\n");
+                supervise(b, "wv_stop", name).raw("\n");
             }),
             ProcessAction::StopAndRemove => {}
         }
+    }
+    if !again.is_empty() {
+        s.step(Step::WaitRunning, |b| {
+            b.raw("wv_wait_running");
+            for n in &again {
+                b.arg(n);
+            }
+            b.raw("\n");
+        });
     }
     let mut head = Script::new();
     header(&mut head, root, generation, &format!("rollback {wave}"));
@@ -724,10 +638,11 @@ mod tests {
     }
 
     #[test]
-    fn the_prelude_names_the_supervisor_paths_of_the_backend() {
-        assert!(PRELUDE.contains(&format!("-c \"$PWD/{CONF}\"")));
-        assert!(PRELUDE.contains(&format!("[ -f {PIDFILE} ]")));
-        assert_eq!(PRELUDE.matches("files/supervisor/").count(), 5);
+    fn the_supervisor_functions_name_the_paths_of_the_backend() {
+        let f = supervisord::FUNCTIONS;
+        assert!(f.contains(&format!("-c \"$PWD/{CONF}\"")));
+        assert!(f.contains(&format!("[ -f {PIDFILE} ]")));
+        assert_eq!(f.matches("files/supervisor/").count(), 1);
     }
 
     #[test]
@@ -850,6 +765,7 @@ mod tests {
                 Step::SupervisordUpdate,
                 Step::Restart { name: "r".into() },
                 Step::Stop { name: "s".into() },
+                Step::WaitRunning,
             ]
         );
         insta::assert_snapshot!(built.script.as_str());

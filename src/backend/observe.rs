@@ -9,13 +9,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::backend::script::Script;
-use crate::backend::supervisord::{self, parse_status_line};
+use crate::backend::supervisord::{self, parse_proc_line};
 use crate::observed::{HostObserved, ObservedFile, ObservedProcess};
 use crate::primitive::{HostDesired, StreamConfig};
 use crate::state::{HostState, Lock, Pin, STATE_SCHEMA};
 
 /// Programs every host needs, besides those its processes run.
-const BASE_PROGRAMS: &[&str] = &["supervisord", "supervisorctl", "sha256sum", "base64", "awk"];
+/// (curl speaks to supervisord over its socket.)
+const BASE_PROGRAMS: &[&str] = &["supervisord", "curl", "sha256sum", "base64", "awk"];
 
 /// The programs a host needs for `desired`.
 pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
@@ -27,14 +28,6 @@ pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
         {
             out.push(cmd.clone());
         }
-    }
-    if desired
-        .files
-        .iter()
-        .any(|f| f.path == crate::plan::expand::PATH_HEARTBEAT)
-        && !out.iter().any(|p| p == "curl")
-    {
-        out.push("curl".into());
     }
     if !desired.databases.is_empty() && !out.iter().any(|p| p == "sqlite3") {
         out.push("sqlite3".into());
@@ -108,11 +101,12 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         .raw(supervisord::PIDFILE)
         .raw(" ] && kill -0 \"$(cat ")
         .raw(supervisord::PIDFILE)
-        .raw(")\" 2>/dev/null; then\n  supervisorctl -c ")
-        .raw(supervisord::CONF)
+        .raw(")\" 2>/dev/null; then\n")
+        .raw(supervisord::FUNCTIONS)
         .raw(concat!(
-            " status | sed 's/^/proc /'\n",
-            "  [ -f logs/supervisord.log ] && grep -o \"spawned: '[^']*'\" logs/supervisord.log | sort | uniq -c | sed 's/^/spawned /'\n",
+            "  wv_procs | sed 's/^/proc /'\n",
+            // Starts counted by the event listener: a number per program, not a log.
+            "  for f in run/spawns/*; do [ -f \"$f\" ] && printf 'spawns %s %s\\n' \"${f##*/}\" \"$(head -c 20 \"$f\")\"; done\n",
             "fi\nexit 0",
         ));
     s.into_string()
@@ -253,12 +247,10 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
                 o.stream_messages
                     .extend(crate::backend::nats::messages_of_jsz(json));
             }
-            "proc" => status.extend(parse_status_line(rest)),
-            "spawned" => {
-                // `   3 spawned: 'name'`
+            "proc" => status.extend(parse_proc_line(rest)),
+            "spawns" => {
                 let mut w = rest.split_whitespace();
-                let n = w.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-                if let Some(name) = rest.split('\'').nth(1) {
+                if let (Some(name), Some(n)) = (w.next(), w.next().and_then(|n| n.parse().ok())) {
                     spawned.insert(name.to_string(), n);
                 }
             }
@@ -295,7 +287,10 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
         .as_ref()
         .map(|s| s.processes.clone())
         .unwrap_or_default();
-    for l in status {
+    for l in status
+        .into_iter()
+        .filter(|l| l.name != supervisord::SPAWN_COUNTER)
+    {
         let restarts = spawned.get(&l.name).map_or(0, |n| n.saturating_sub(1));
         let p = ObservedProcess {
             state: l.state,
@@ -318,7 +313,7 @@ mod tests {
     fn a_report_parses_into_files_processes_state_and_missing_programs() {
         let state = B64.encode(r#"{"schema":1,"generation":4,"commit":"abc","plan":"p","applied_at":"t","operator":"op","files":{},"processes":{"edge":"h1"}}"#);
         let report = format!(
-            "bin ok supervisord\nbin missing nats-server\nstate {state}\nmode 644 files/a.yml\nmode 600 files/env/x.env\nsha {a}  files/a.yml\nsha {b}  files/env/x.env\ncontent files/a.yml {content}\nproc edge RUNNING   pid 42, uptime 0:01:00\nproc oracle FATAL Exited too quickly\nspawned       3 spawned: 'edge'\n",
+            "bin ok supervisord\nbin missing nats-server\nstate {state}\nmode 644 files/a.yml\nmode 600 files/env/x.env\nsha {a}  files/a.yml\nsha {b}  files/env/x.env\ncontent files/a.yml {content}\nproc edge RUNNING 42 1000 1060\nproc oracle FATAL 0 0 1060\nproc wv-spawns RUNNING 43 999 1060\nspawns edge 3\n",
             a = "a".repeat(64),
             b = "b".repeat(64),
             content = B64.encode("x: 1\n"),
@@ -342,7 +337,9 @@ mod tests {
             ),
             (ProcessState::Running, Some(42), 2, Some("h1"))
         );
+        assert_eq!(edge.uptime_s, Some(60));
         assert_eq!(o.observed.processes["oracle"].state, ProcessState::Fatal);
+        assert!(!o.observed.processes.contains_key("wv-spawns"));
     }
 
     fn hostile_desired() -> HostDesired {

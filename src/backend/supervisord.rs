@@ -1,10 +1,114 @@
-//! supervisord: the commands wavectl runs through `supervisorctl`, and parsing its status.
+//! supervisord: the host-side functions that drive the per-root supervisord over its own
+//! unix socket (its XML-RPC interface, with curl: no Python starts per call), and parsing what
+//! they print.
 
 use crate::observed::ProcessState;
 
 /// The per-root supervisord config, relative to the root.
 pub const CONF: &str = "files/supervisor/supervisord.conf";
 pub const PIDFILE: &str = "run/supervisord.pid";
+/// The event listener that counts each program's starts in `run/spawns/NAME`.
+pub const SPAWN_COUNTER: &str = "wv-spawns";
+
+/// Shell functions for scripts that run in the root. Names reach them as arguments and are
+/// checked against the name rule (`value::Ident`) before they go into a request; nothing of
+/// the plan is pasted into this text.
+///
+/// - `wv_rpc METHOD PARAMS`: one call; the answer's XML on stdout.
+/// - `wv_calls METHOD EXTRA NAME...`: `system.multicall` of METHOD(NAME, EXTRA...) per name.
+/// - `wv_faults "CODES"`: reads an answer; each fault whose code is not in CODES goes to
+///   stderr, status 1 if any did.
+/// - `wv_procs`: every process as `NAME STATE PID START NOW`.
+/// - `wv_start`/`wv_stop`/`wv_restart NAME...`: all at once, without waiting on each (a stop
+///   waits until all are down; starts are waited for by `wv_wait_running`).
+/// - `wv_update`: reread the config; stop and remove the programs that changed or went, add
+///   the changed and new ones (supervisorctl's `update`, without its second per program).
+pub const FUNCTIONS: &str = r#"wv_rpc() {
+  curl -sS --max-time 60 --unix-socket run/supervisor.sock -H 'Content-Type: text/xml' \
+    --data-binary "<?xml version=\"1.0\"?><methodCall><methodName>$1</methodName><params>$2</params></methodCall>" \
+    http://localhost/RPC2
+}
+wv_calls() {
+  m=$1; a=$2; shift 2
+  c=""
+  for n in "$@"; do
+    case "$n" in ''|*[!A-Za-z0-9._-]*) echo "not a program name: $n" >&2; return 1 ;; esac
+    c="$c<value><struct><member><name>methodName</name><value><string>$m</string></value></member><member><name>params</name><value><array><data><value><string>$n</string></value>$a</data></array></value></member></struct></value>"
+  done
+  wv_rpc system.multicall "<param><value><array><data>$c</data></array></value></param>"
+}
+wv_faults() {
+  awk -v ok=" $1 " '/<name>faultCode<\/name>/ { getline; c = $0; gsub(/[^0-9]/, "", c) }
+    /<name>faultString<\/name>/ { getline; t = $0; sub(/^[ \t]*<value><string>/, "", t); sub(/<\/string><\/value>.*/, "", t)
+      if (index(ok, " " c " ") == 0) { print "supervisord: " t > "/dev/stderr"; bad = 1 } }
+    END { exit bad }'
+}
+wv_procs() {
+  r=$(wv_rpc supervisor.getAllProcessInfo "") || return 1
+  printf '%s\n' "$r" | awk '/^[ \t]*<name>[a-z_]*<\/name>/ { k = $0; sub(/^[ \t]*<name>/, "", k); sub(/<\/name>.*/, "", k); next }
+    k != "" && /<value>/ { v = $0; sub(/^[ \t]*<value><[a-z0-9]*>/, "", v); sub(/<\/[a-z0-9]*><\/value>.*/, "", v); f[k] = v; k = ""; next }
+    /<\/struct>/ { if (f["name"] != "") print f["name"], f["statename"], f["pid"], f["start"], f["now"]; split("", f) }'
+}
+wv_supervisord() {
+  if [ -f run/supervisord.pid ] && kill -0 "$(cat run/supervisord.pid)" 2>/dev/null; then return 0; fi
+  supervisord -c "$PWD/files/supervisor/supervisord.conf" </dev/null >/dev/null 2>&1
+  i=0
+  until wv_rpc supervisor.getPID "" 2>/dev/null | grep -q '<int>'; do
+    i=$((i + 1)); [ "$i" -lt 100 ] || { echo "supervisord did not start; see $PWD/logs/supervisord.log" >&2; return 1; }
+    sleep 0.1
+  done
+}
+wv_wait_running() {
+  end=$(( $(date +%s) + 30 ))
+  while :; do
+    bad=$(wv_procs | WANT="$*" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " ") } { s[$1] = $2 } END { for (i = 1; i <= n; i++) if (s[w[i]] != "RUNNING") print w[i], ((w[i] in s) ? s[w[i]] : "ABSENT") }')
+    [ -z "$bad" ] && return 0
+    fatal=$(printf '%s\n' "$bad" | awk '$2 == "FATAL" { print $1 }')
+    for n in $fatal; do echo "$n could not start (FATAL: it exits too quickly); see $PWD/logs/$n.log" >&2; done
+    [ -z "$fatal" ] || return 1
+    [ "$(date +%s)" -lt "$end" ] || { echo "not running 30s after start:$(printf '%s\n' "$bad" | awk '{ printf " %s", $1 }') (see $PWD/logs/)" >&2; return 1; }
+    sleep 0.2
+  done
+}
+wv_wait_stopped() {
+  end=$(( $(date +%s) + 120 ))
+  while :; do
+    up=$(wv_procs | WANT="$*" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " "); for (i = 1; i <= n; i++) want[w[i]] = 1 } ($1 in want) && $2 ~ /^(RUNNING|STARTING|STOPPING|BACKOFF)$/ { printf " %s", $1 }')
+    [ -z "$up" ] && return 0
+    [ "$(date +%s)" -lt "$end" ] || { echo "still running 120s after stop:$up" >&2; return 1; }
+    sleep 0.1
+  done
+}
+wv_start() {
+  r=$(wv_calls supervisor.startProcess '<value><boolean>0</boolean></value>' "$@") || return 1
+  printf '%s\n' "$r" | wv_faults "60"
+}
+wv_stop() {
+  r=$(wv_calls supervisor.stopProcess '<value><boolean>0</boolean></value>' "$@") || return 1
+  printf '%s\n' "$r" | wv_faults "10 70" && wv_wait_stopped "$@"
+}
+wv_restart() {
+  wv_stop "$@" && wv_start "$@"
+}
+wv_update() {
+  wv_supervisord || return 1
+  r=$(wv_rpc supervisor.reloadConfig "") || { echo "supervisord did not answer on $PWD/run/supervisor.sock" >&2; return 1; }
+  printf '%s\n' "$r" | wv_faults "" || return 1
+  l=$(printf '%s\n' "$r" | awk '/<array><data>/ { d++; if (d == 3) k++; next } /<\/data><\/array>/ { d--; next } d == 3 && /<string>/ { v = $0; sub(/.*<string>/, "", v); sub(/<\/string>.*/, "", v); print k, v }')
+  down=$(printf '%s\n' "$l" | awk 'NF == 2 && $1 != 1 { print $2 }')
+  up=$(printf '%s\n' "$l" | awk 'NF == 2 && $1 != 3 { print $2 }')
+  if [ -n "$down" ]; then
+    wv_stop $down || return 1
+    r=$(wv_calls supervisor.removeProcessGroup "" $down) || return 1
+    printf '%s\n' "$r" | wv_faults "" || return 1
+  fi
+  if [ -n "$up" ]; then
+    r=$(wv_calls supervisor.addProcessGroup "" $up) || return 1
+    printf '%s\n' "$r" | wv_faults "90" || return 1
+  fi
+  printf '%s\n' "$l" | awk 'NF == 2 { print $2 ": " ($1 == 1 ? "added" : $1 == 2 ? "changed" : "removed") }'
+}
+"#;
 
 /// A program's `command=` value: each argument one word for supervisord's shlex split,
 /// written so that its INI reader keeps it whole. Arguments are one line (the value types
@@ -45,7 +149,7 @@ pub fn ini_value(text: &str) -> String {
     text.replace('%', "%%")
 }
 
-/// One line of `supervisorctl status`.
+/// One process as `wv_procs` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusLine {
     pub name: String,
@@ -54,8 +158,9 @@ pub struct StatusLine {
     pub uptime_s: Option<u64>,
 }
 
-/// Parses `name  RUNNING   pid 123, uptime 1 day, 0:00:12` and the other states' lines.
-pub fn parse_status_line(line: &str) -> Option<StatusLine> {
+/// Parses `NAME STATE PID START NOW` (supervisord's process info: the pid is 0 and the start
+/// 0 or stale when the process does not run).
+pub fn parse_proc_line(line: &str) -> Option<StatusLine> {
     let mut words = line.split_whitespace();
     let name = words.next()?.to_string();
     let state = match words.next()? {
@@ -68,35 +173,20 @@ pub fn parse_status_line(line: &str) -> Option<StatusLine> {
         "FATAL" => ProcessState::Fatal,
         _ => ProcessState::Unknown,
     };
-    let rest: Vec<&str> = words.collect();
-    let rest = rest.join(" ");
-    let pid = rest
-        .strip_prefix("pid ")
-        .and_then(|r| r.split(',').next())
-        .and_then(|p| p.trim().parse().ok());
-    let uptime_s = rest
-        .split_once("uptime ")
-        .and_then(|(_, u)| parse_uptime(u));
+    let mut number = || words.next().and_then(|w| w.parse::<u64>().ok());
+    let (pid, start, now) = (number(), number(), number());
+    let running = state == ProcessState::Running;
     Some(StatusLine {
         name,
         state,
-        pid,
-        uptime_s,
+        pid: pid
+            .filter(|p| *p > 0 && running)
+            .and_then(|p| u32::try_from(p).ok()),
+        uptime_s: match (start, now) {
+            (Some(start), Some(now)) if running && start > 0 => Some(now.saturating_sub(start)),
+            _ => None,
+        },
     })
-}
-
-/// `0:00:12`, `1 day, 2:03:04`, `3 days, 0:00:01`.
-fn parse_uptime(text: &str) -> Option<u64> {
-    let (days, clock) = match text.split_once(',') {
-        Some((d, c)) => (d.split_whitespace().next()?.parse::<u64>().ok()?, c.trim()),
-        None => (0, text.trim()),
-    };
-    let parts: Vec<u64> = clock
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, s] = parts[..] else { return None };
-    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 #[cfg(test)]
@@ -116,11 +206,9 @@ mod tests {
     }
 
     #[test]
-    fn status_lines_of_each_shape_parse() {
-        let l = parse_status_line(
-            "agent-ResourceManager            RUNNING   pid 4711, uptime 1 day, 2:03:04",
-        )
-        .unwrap();
+    fn process_lines_of_each_state_parse() {
+        let l =
+            parse_proc_line("agent-ResourceManager RUNNING 4711 1796100000 1796193784").unwrap();
         assert_eq!(
             (l.name.as_str(), l.state, l.pid, l.uptime_s),
             (
@@ -130,14 +218,16 @@ mod tests {
                 Some(93_784)
             )
         );
-        let l =
-            parse_status_line("edge   FATAL     Exited too quickly (process log may have details)")
-                .unwrap();
+        let l = parse_proc_line("edge FATAL 0 1796100000 1796193784").unwrap();
         assert_eq!(
             (l.state, l.pid, l.uptime_s),
             (ProcessState::Fatal, None, None)
         );
-        let l = parse_status_line("oracle STOPPED   Nov 23 04:00 PM").unwrap();
-        assert_eq!(l.state, ProcessState::Stopped);
+        let l = parse_proc_line("oracle STOPPED 0 0 1796193784").unwrap();
+        assert_eq!((l.state, l.pid), (ProcessState::Stopped, None));
+        assert_eq!(
+            parse_proc_line("odd WHATEVER").unwrap().state,
+            ProcessState::Unknown
+        );
     }
 }

@@ -45,6 +45,8 @@ struct Expander<'a> {
 pub const PATH_RUN_WITH_ENV: &str = "files/bin/run-with-env.sh";
 pub const PATH_HEARTBEAT: &str = "files/agents/heartbeat.sh";
 pub const PATH_SUPERVISORD_CONF: &str = "files/supervisor/supervisord.conf";
+/// The event listener `supervisord.conf` runs (it counts each program's starts).
+pub const PATH_SPAWN_COUNTER: &str = "files/supervisor/spawns.sh";
 
 /// Expands a validated plan. Problems that only show while rendering (template errors,
 /// migration directories) come back as diagnostics.
@@ -950,12 +952,25 @@ impl<'a> Expander<'a> {
             if processes.is_empty() {
                 continue;
             }
+            let mut counts_spawns = false;
             if let Some(text) = self.render("supervisord.conf.tera", &ctx) {
+                // A supervisord.conf rendered with older built-ins may not run the listener.
+                counts_spawns = text.contains(PATH_SPAWN_COUNTER);
                 self.add_file(
                     &name,
                     PATH_SUPERVISORD_CONF.into(),
                     text,
                     0o644,
+                    vec![],
+                    host_origin.clone(),
+                );
+            }
+            if counts_spawns && let Some(text) = self.render("supervisor-spawns.sh.tera", &ctx) {
+                self.add_file(
+                    &name,
+                    PATH_SPAWN_COUNTER.into(),
+                    text,
+                    0o755,
                     vec![],
                     host_origin.clone(),
                 );

@@ -211,6 +211,15 @@ fn a_killed_process_is_back_within_5_seconds_and_a_removed_one_is_gone() {
         }
     };
     eprintln!("nanoclaw back after {back:?}");
+    // The restart is counted (by supervisord's event listener, not from a log).
+    let status = json(&repo.run(&["status", "-o", "json", "plans/p.toml"]));
+    let restarts = status["hosts"]
+        .as_array()
+        .and_then(|hosts| hosts.iter().find(|h| h["host"] == "mainpc"))
+        .and_then(|h| h["processes"].as_array())
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "nanoclaw"))
+        .map(|p| p["restarts"].clone());
+    assert_eq!(restarts, Some(serde_json::json!(1)), "{status}");
 
     let oracle = pid_of(&repo, "mainpc", "oracle").expect("oracle running");
     let repo = repo
