@@ -48,7 +48,7 @@ pub fn script(probe: &Probe, root: &str) -> String {
                 .raw(" || exit 0\n")
                 .raw(supervisord::FUNCTIONS)
                 .raw("wv_procs 2>/dev/null | n=")
-                .arg(name)
+                .word(name)
                 .raw(" awk '$1 == ENVIRON[\"n\"]'\n");
         }
         Probe::PromQuery { url, expr, .. } => {

@@ -12,7 +12,8 @@ pub const SPAWN_COUNTER: &str = "wv-spawns";
 
 /// Shell functions for scripts that run in the root. Names reach them as arguments and are
 /// checked against the name rule (`value::Ident`) before they go into a request; nothing of
-/// the plan is pasted into this text.
+/// the plan is pasted into this text. Each function's variables carry its own prefix: sh has
+/// no local scope, and these functions call each other.
 ///
 /// - `wv_rpc METHOD PARAMS`: one call; the answer's XML on stdout.
 /// - `wv_calls METHOD EXTRA NAME...`: `system.multicall` of METHOD(NAME, EXTRA...) per name.
@@ -29,13 +30,13 @@ pub const FUNCTIONS: &str = r#"wv_rpc() {
     http://localhost/RPC2
 }
 wv_calls() {
-  m=$1; a=$2; shift 2
-  c=""
-  for n in "$@"; do
-    case "$n" in ''|*[!A-Za-z0-9._-]*) echo "not a program name: $n" >&2; return 1 ;; esac
-    c="$c<value><struct><member><name>methodName</name><value><string>$m</string></value></member><member><name>params</name><value><array><data><value><string>$n</string></value>$a</data></array></value></member></struct></value>"
+  ca_m=$1; ca_a=$2; shift 2
+  ca_c=""
+  for ca_n in "$@"; do
+    case "$ca_n" in ''|*[!A-Za-z0-9._-]*) echo "not a program name: $ca_n" >&2; return 1 ;; esac
+    ca_c="$ca_c<value><struct><member><name>methodName</name><value><string>$ca_m</string></value></member><member><name>params</name><value><array><data><value><string>$ca_n</string></value>$ca_a</data></array></value></member></struct></value>"
   done
-  wv_rpc system.multicall "<param><value><array><data>$c</data></array></value></param>"
+  wv_rpc system.multicall "<param><value><array><data>$ca_c</data></array></value></param>"
 }
 wv_faults() {
   awk -v ok=" $1 " '/<name>faultCode<\/name>/ { getline; c = $0; gsub(/[^0-9]/, "", c) }
@@ -44,69 +45,69 @@ wv_faults() {
     END { exit bad }'
 }
 wv_procs() {
-  r=$(wv_rpc supervisor.getAllProcessInfo "") || return 1
-  printf '%s\n' "$r" | awk '/^[ \t]*<name>[a-z_]*<\/name>/ { k = $0; sub(/^[ \t]*<name>/, "", k); sub(/<\/name>.*/, "", k); next }
+  pr_r=$(wv_rpc supervisor.getAllProcessInfo "") || return 1
+  printf '%s\n' "$pr_r" | awk '/^[ \t]*<name>[a-z_]*<\/name>/ { k = $0; sub(/^[ \t]*<name>/, "", k); sub(/<\/name>.*/, "", k); next }
     k != "" && /<value>/ { v = $0; sub(/^[ \t]*<value><[a-z0-9]*>/, "", v); sub(/<\/[a-z0-9]*><\/value>.*/, "", v); f[k] = v; k = ""; next }
     /<\/struct>/ { if (f["name"] != "") print f["name"], f["statename"], f["pid"], f["start"], f["now"]; split("", f) }'
 }
 wv_supervisord() {
   if [ -f run/supervisord.pid ] && kill -0 "$(cat run/supervisord.pid)" 2>/dev/null; then return 0; fi
   supervisord -c "$PWD/files/supervisor/supervisord.conf" </dev/null >/dev/null 2>&1
-  i=0
+  sd_i=0
   until wv_rpc supervisor.getPID "" 2>/dev/null | grep -q '<int>'; do
-    i=$((i + 1)); [ "$i" -lt 100 ] || { echo "supervisord did not start; see $PWD/logs/supervisord.log" >&2; return 1; }
+    sd_i=$((sd_i + 1)); [ "$sd_i" -lt 100 ] || { echo "supervisord did not start; see $PWD/logs/supervisord.log" >&2; return 1; }
     sleep 0.1
   done
 }
 wv_wait_running() {
-  end=$(( $(date +%s) + 30 ))
+  wr_end=$(( $(date +%s) + 30 ))
   while :; do
-    bad=$(wv_procs | WANT="$*" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " ") } { s[$1] = $2 } END { for (i = 1; i <= n; i++) if (s[w[i]] != "RUNNING") print w[i], ((w[i] in s) ? s[w[i]] : "ABSENT") }')
-    [ -z "$bad" ] && return 0
-    fatal=$(printf '%s\n' "$bad" | awk '$2 == "FATAL" { print $1 }')
-    for n in $fatal; do echo "$n could not start (FATAL: it exits too quickly); see $PWD/logs/$n.log" >&2; done
-    [ -z "$fatal" ] || return 1
-    [ "$(date +%s)" -lt "$end" ] || { echo "not running 30s after start:$(printf '%s\n' "$bad" | awk '{ printf " %s", $1 }') (see $PWD/logs/)" >&2; return 1; }
+    wr_bad=$(wv_procs | WANT="$*" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " ") } { s[$1] = $2 } END { for (i = 1; i <= n; i++) if (s[w[i]] != "RUNNING") print w[i], ((w[i] in s) ? s[w[i]] : "ABSENT") }')
+    [ -z "$wr_bad" ] && return 0
+    wr_fatal=$(printf '%s\n' "$wr_bad" | awk '$2 == "FATAL" { print $1 }')
+    for wr_n in $wr_fatal; do echo "$wr_n could not start (FATAL: it exits too quickly); see $PWD/logs/$wr_n.log" >&2; done
+    [ -z "$wr_fatal" ] || return 1
+    [ "$(date +%s)" -lt "$wr_end" ] || { echo "not running 30s after start:$(printf '%s\n' "$wr_bad" | awk '{ printf " %s", $1 }') (see $PWD/logs/)" >&2; return 1; }
     sleep 0.2
   done
 }
 wv_wait_stopped() {
-  end=$(( $(date +%s) + 120 ))
+  ws_end=$(( $(date +%s) + 120 ))
   while :; do
-    up=$(wv_procs | WANT="$*" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " "); for (i = 1; i <= n; i++) want[w[i]] = 1 } ($1 in want) && $2 ~ /^(RUNNING|STARTING|STOPPING|BACKOFF)$/ { printf " %s", $1 }')
-    [ -z "$up" ] && return 0
-    [ "$(date +%s)" -lt "$end" ] || { echo "still running 120s after stop:$up" >&2; return 1; }
+    ws_up=$(wv_procs | WANT="$*" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " "); for (i = 1; i <= n; i++) want[w[i]] = 1 } ($1 in want) && $2 ~ /^(RUNNING|STARTING|STOPPING|BACKOFF)$/ { printf " %s", $1 }')
+    [ -z "$ws_up" ] && return 0
+    [ "$(date +%s)" -lt "$ws_end" ] || { echo "still running 120s after stop:$ws_up" >&2; return 1; }
     sleep 0.1
   done
 }
 wv_start() {
-  r=$(wv_calls supervisor.startProcess '<value><boolean>0</boolean></value>' "$@") || return 1
-  printf '%s\n' "$r" | wv_faults "60"
+  st_r=$(wv_calls supervisor.startProcess '<value><boolean>0</boolean></value>' "$@") || return 1
+  printf '%s\n' "$st_r" | wv_faults "60"
 }
 wv_stop() {
-  r=$(wv_calls supervisor.stopProcess '<value><boolean>0</boolean></value>' "$@") || return 1
-  printf '%s\n' "$r" | wv_faults "10 70" && wv_wait_stopped "$@"
+  sp_r=$(wv_calls supervisor.stopProcess '<value><boolean>0</boolean></value>' "$@") || return 1
+  printf '%s\n' "$sp_r" | wv_faults "10 70" && wv_wait_stopped "$@"
 }
 wv_restart() {
   wv_stop "$@" && wv_start "$@"
 }
 wv_update() {
   wv_supervisord || return 1
-  r=$(wv_rpc supervisor.reloadConfig "") || { echo "supervisord did not answer on $PWD/run/supervisor.sock" >&2; return 1; }
-  printf '%s\n' "$r" | wv_faults "" || return 1
-  l=$(printf '%s\n' "$r" | awk '/<array><data>/ { d++; if (d == 3) k++; next } /<\/data><\/array>/ { d--; next } d == 3 && /<string>/ { v = $0; sub(/.*<string>/, "", v); sub(/<\/string>.*/, "", v); print k, v }')
-  down=$(printf '%s\n' "$l" | awk 'NF == 2 && $1 != 1 { print $2 }')
-  up=$(printf '%s\n' "$l" | awk 'NF == 2 && $1 != 3 { print $2 }')
-  if [ -n "$down" ]; then
-    wv_stop $down || return 1
-    r=$(wv_calls supervisor.removeProcessGroup "" $down) || return 1
-    printf '%s\n' "$r" | wv_faults "" || return 1
+  up_r=$(wv_rpc supervisor.reloadConfig "") || { echo "supervisord did not answer on $PWD/run/supervisor.sock" >&2; return 1; }
+  printf '%s\n' "$up_r" | wv_faults "" || return 1
+  up_l=$(printf '%s\n' "$up_r" | awk '/<array><data>/ { d++; if (d == 3) k++; next } /<\/data><\/array>/ { d--; next } d == 3 && /<string>/ { v = $0; sub(/.*<string>/, "", v); sub(/<\/string>.*/, "", v); print k, v }')
+  up_down=$(printf '%s\n' "$up_l" | awk 'NF == 2 && $1 != 1 { print $2 }')
+  up_up=$(printf '%s\n' "$up_l" | awk 'NF == 2 && $1 != 3 { print $2 }')
+  if [ -n "$up_down" ]; then
+    wv_stop $up_down || return 1
+    up_r=$(wv_calls supervisor.removeProcessGroup "" $up_down) || return 1
+    printf '%s\n' "$up_r" | wv_faults "" || return 1
   fi
-  if [ -n "$up" ]; then
-    r=$(wv_calls supervisor.addProcessGroup "" $up) || return 1
-    printf '%s\n' "$r" | wv_faults "90" || return 1
+  if [ -n "$up_up" ]; then
+    up_r=$(wv_calls supervisor.addProcessGroup "" $up_up) || return 1
+    printf '%s\n' "$up_r" | wv_faults "90" || return 1
   fi
-  printf '%s\n' "$l" | awk 'NF == 2 { print $2 ": " ($1 == 1 ? "added" : $1 == 2 ? "changed" : "removed") }'
+  printf '%s\n' "$up_l" | awk 'NF == 2 { print $2 ": " ($1 == 1 ? "added" : $1 == 2 ? "changed" : "removed") }'
 }
 "#;
 

@@ -124,3 +124,62 @@ fn a_failed_gate_rolls_its_wave_back_everywhere_and_exits_3() {
     assert!(lab.root("mainpc").join("generations/2.json").exists());
     assert_eq!(repo.run(&["diff", "plans/p.toml"]).code, 0);
 }
+
+/// A `process` gate asks the host's supervisord: green once the program has run for its soak
+/// time; red (and the wave undone, exit 3) when the timeout ends first.
+#[test]
+fn a_process_gate_passes_after_its_soak_time_and_fails_before_it() {
+    let lab = Lab::up(82, 1);
+    let plan = |soak: &str, sleep: &str| {
+        format!(
+            r#"version = 1
+name = "soak"
+
+[[process]]
+name = "app"
+host = "mainpc"
+command = ["sleep", "{sleep}"]
+env = {{ SOAK = "{soak}" }}
+
+[[wave]]
+name = "app"
+select = ["process.*"]
+[[wave.gate]]
+process = {{ host = "mainpc", name = "app", soak = "{soak}" }}
+timeout = "4s"
+interval = "500ms"
+"#
+        )
+    };
+    let repo = Repo::with_plan(&plan("1s", "infinity"))
+        .commit("soak 1s")
+        .with_inventory(lab.inventory());
+    let ok = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stderr.contains("pass app gate 1: running for"),
+        "{}",
+        ok.stderr
+    );
+    // A changed command is a changed program file: supervisord's update replaces the program
+    // and it runs again, with the new command.
+    let repo = repo
+        .file("plans/p.toml", &plan("1s", "100000"))
+        .commit("another command");
+    let changed = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(changed.code, 0, "{}\n{}", changed.stdout, changed.stderr);
+    let pid = crate::common::pid_of(&repo, "mainpc", "app").expect("app runs");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    assert_eq!(cmdline, b"sleep\0100000\0");
+    // The restart the env change brings resets the uptime: 30 s of soak cannot pass in 4 s.
+    let repo = repo
+        .file("plans/p.toml", &plan("30s", "100000"))
+        .commit("soak 30s");
+    let red = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(red.code, 3, "{}\n{}", red.stdout, red.stderr);
+    assert!(
+        red.stderr.contains("needs 30s without a restart"),
+        "{}",
+        red.stderr
+    );
+}
