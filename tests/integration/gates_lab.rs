@@ -170,7 +170,7 @@ interval = "500ms"
     assert_eq!(changed.code, 0, "{}\n{}", changed.stdout, changed.stderr);
     let pid = crate::common::pid_of(&repo, "mainpc", "app").expect("app runs");
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
-    assert_eq!(cmdline, b"sleep\0100000\0");
+    assert_eq!(cmdline, b"sleep\x00100000\x00");
     // The restart the env change brings resets the uptime: 30 s of soak cannot pass in 4 s.
     let repo = repo
         .file("plans/p.toml", &plan("30s", "100000"))
