@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::backend::script::Script;
+use crate::inventory::Inventory;
+use crate::plan::schema::Plan;
 
 /// One alert as a hub or an alertmanager reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +36,72 @@ impl Alert {
     pub fn identity(&self) -> &BTreeMap<String, String> {
         &self.labels
     }
+}
+
+/// Where alerts can be read: a hub or an alertmanager of the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Hub,
+    Alertmanager,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub name: String,
+    /// The host it runs on: it is asked from there.
+    pub host: String,
+    /// Its base URL as its host sees it.
+    pub url: String,
+}
+
+impl Source {
+    pub fn script(&self) -> String {
+        match self.kind {
+            SourceKind::Hub => hub_script(&self.url),
+            SourceKind::Alertmanager => alertmanager_script(&self.url),
+        }
+    }
+
+    pub fn parse(&self, stdout: &str) -> Option<Vec<Alert>> {
+        match self.kind {
+            SourceKind::Hub => parse_hub(stdout),
+            SourceKind::Alertmanager => parse_alertmanager(stdout),
+        }
+    }
+}
+
+/// Every hub with `alerting` and every alertmanager of the plan, in plan order.
+pub fn sources(plan: &Plan, inventory: &Inventory) -> Vec<Source> {
+    let mut out = Vec::new();
+    let mut add = |kind, name: &str, host: &str, port: u16| {
+        if let Some(h) = inventory.host(host) {
+            out.push(Source {
+                kind,
+                name: name.to_string(),
+                host: host.to_string(),
+                url: format!("http://{}:{port}", h.address.get_ref()),
+            });
+        }
+    };
+    for hub in plan.hubs.iter().filter(|h| !h.alerting.is_empty()) {
+        add(
+            SourceKind::Hub,
+            hub.name.get_ref(),
+            hub.host.get_ref(),
+            *hub.port.get_ref(),
+        );
+    }
+    for am in &plan.alertmanagers {
+        add(
+            SourceKind::Alertmanager,
+            am.name.get_ref(),
+            am.host.get_ref(),
+            *am.port.get_ref(),
+        );
+    }
+    out
 }
 
 /// `curl` of a URL, printing `unreachable` when nothing answers.
