@@ -330,6 +330,29 @@ mod tests {
     }
 
     #[test]
+    fn alert_quiet_counts_the_active_alerts_of_its_alertmanager() {
+        let p = Probe::AlertQuiet {
+            host: "mainpc".into(),
+            alertmanager: "am-mainpc".into(),
+            url: "http://127.0.0.2:9093".into(),
+            max_firing: 0,
+        };
+        assert_eq!(
+            script(&p, "/r"),
+            "curl -sf --max-time 5 --url 'http://127.0.0.2:9093/api/v2/alerts?active=true&silenced=false&inhibited=false' || echo unreachable\n"
+        );
+        assert_eq!(judge(&p, "[]\n"), Verdict::Pass("0 firing".into()));
+        assert_eq!(
+            judge(&p, r#"[{"labels":{"alertname":"HubDown"}}]"#),
+            Verdict::Fail("1 firing (HubDown), expected at most 0".into())
+        );
+        assert_eq!(
+            judge(&p, "unreachable\n"),
+            Verdict::Fail("alertmanager am-mainpc does not answer".into())
+        );
+    }
+
+    #[test]
     fn process_needs_its_soak_time() {
         let p = Probe::Process {
             host: "h".into(),
