@@ -65,6 +65,10 @@ pub fn script(probe: &Probe, root: &str) -> String {
             }
             s.raw(" </dev/null >/dev/null 2>&1; echo \"exit $?\"\n");
         }
+        Probe::AlertQuiet { url, .. } => {
+            s.script(&crate::backend::alerts::alertmanager_script(url));
+            s.raw("\n");
+        }
         Probe::NatsStream { monitor, .. } => {
             s.raw("curl -s --max-time 5 --url")
                 .arg(format!("{monitor}{}", crate::backend::nats::JSZ_STREAMS))
@@ -133,6 +137,25 @@ pub fn judge(probe: &Probe, stdout: &str) -> Verdict {
         Probe::Command { run, .. } => match stdout.trim() {
             "exit 0" => Verdict::Pass("exit 0".into()),
             other => Verdict::Fail(format!("`{}` ended with {other}", run.join(" "))),
+        },
+        Probe::AlertQuiet {
+            alertmanager,
+            max_firing,
+            ..
+        } => match crate::backend::alerts::parse_alertmanager(stdout) {
+            None => Verdict::Fail(format!("alertmanager {alertmanager} does not answer")),
+            Some(alerts) => {
+                let firing: Vec<&str> = alerts.iter().map(|a| a.name.as_str()).collect();
+                if firing.len() as u64 <= *max_firing {
+                    Verdict::Pass(format!("{} firing", firing.len()))
+                } else {
+                    Verdict::Fail(format!(
+                        "{} firing ({}), expected at most {max_firing}",
+                        firing.len(),
+                        firing.join(", ")
+                    ))
+                }
+            }
         },
         Probe::NatsStream { server, stream, .. } => {
             match crate::backend::nats::streams_of_jsz(stdout) {
@@ -303,6 +326,29 @@ mod tests {
         assert_eq!(
             judge(&p, ""),
             Verdict::Fail("nats server n does not answer".into())
+        );
+    }
+
+    #[test]
+    fn alert_quiet_counts_the_active_alerts_of_its_alertmanager() {
+        let p = Probe::AlertQuiet {
+            host: "mainpc".into(),
+            alertmanager: "am-mainpc".into(),
+            url: "http://127.0.0.2:9093".into(),
+            max_firing: 0,
+        };
+        assert_eq!(
+            script(&p, "/r"),
+            "curl -sf --max-time 5 --url 'http://127.0.0.2:9093/api/v2/alerts?active=true&silenced=false&inhibited=false' || echo unreachable\n"
+        );
+        assert_eq!(judge(&p, "[]\n"), Verdict::Pass("0 firing".into()));
+        assert_eq!(
+            judge(&p, r#"[{"labels":{"alertname":"HubDown"}}]"#),
+            Verdict::Fail("1 firing (HubDown), expected at most 0".into())
+        );
+        assert_eq!(
+            judge(&p, "unreachable\n"),
+            Verdict::Fail("alertmanager am-mainpc does not answer".into())
         );
     }
 

@@ -184,6 +184,13 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
         .processes
         .iter()
         .flat_map(|p| p.secrets.iter().map(|s| s.get_ref().to_string()))
+        .chain(
+            plan.alertmanagers
+                .iter()
+                .flat_map(|a| &a.receivers)
+                .filter_map(|r| r.telegram.as_ref())
+                .map(|t| t.get_ref().bot_token.get_ref().to_string()),
+        )
         .collect();
     let secret_values = secrets::resolve(&names, req.env, &secret_file_values);
     let provided = secret_values.keys().cloned().collect();

@@ -204,6 +204,14 @@ pub enum Probe {
         host: String,
         run: Vec<String>,
     },
+    /// At most `max_firing` active, unsilenced alerts at an alertmanager.
+    AlertQuiet {
+        host: String,
+        alertmanager: String,
+        /// The alertmanager's base URL as its host sees it.
+        url: String,
+        max_firing: u64,
+    },
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

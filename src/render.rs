@@ -38,6 +38,18 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/run-with-env.sh.tera"),
     ),
     (
+        "alertmanager.yml.tera",
+        include_str!("../templates/alertmanager.yml.tera"),
+    ),
+    (
+        "redact-bot-token.sh.tera",
+        include_str!("../templates/redact-bot-token.sh.tera"),
+    ),
+    (
+        "blackbox.yml.tera",
+        include_str!("../templates/blackbox.yml.tera"),
+    ),
+    (
         "supervisord.conf.tera",
         include_str!("../templates/supervisord.conf.tera"),
     ),

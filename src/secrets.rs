@@ -38,20 +38,30 @@ pub fn resolve(
         .collect()
 }
 
-/// Hides secrets in text shown to people: the value of every `KEY=` line whose key is a
-/// secret, and any occurrence of a known secret value.
+/// Hides secrets in text shown to people: the value of every `KEY=` line (env files) and every
+/// `KEY: value` line (YAML, at any indentation) whose key is a secret, and any occurrence of a
+/// known secret value.
 pub fn mask(text: &str, secret_keys: &[String], values: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        let masked_key = secret_keys.iter().find(|k| {
-            line.strip_prefix(k.as_str())
+        // YAML: `  key: v` or `  - key: v`.
+        let body = line.trim_start();
+        let body = body.strip_prefix("- ").unwrap_or(body);
+        let indent = &line[..line.len() - body.len()];
+        let masked = secret_keys.iter().find_map(|k| {
+            if line
+                .strip_prefix(k.as_str())
                 .is_some_and(|rest| rest.starts_with('='))
+            {
+                return Some(format!("{k}={MASK}"));
+            }
+            let rest = body.strip_prefix(k.as_str())?;
+            rest.starts_with(':')
+                .then(|| format!("{indent}{k}: \"{MASK}\""))
         });
-        match masked_key {
-            Some(k) => {
-                out.push_str(k);
-                out.push('=');
-                out.push_str(MASK);
+        match masked {
+            Some(m) => {
+                out.push_str(&m);
                 if line.ends_with('\n') {
                     out.push('\n');
                 }
@@ -68,6 +78,15 @@ pub fn mask(text: &str, secret_keys: &[String], values: &BTreeMap<String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mask_hides_yaml_secret_keys_at_any_indentation() {
+        let text = "receivers:\n  - telegram_configs:\n      - bot_token: \"old-unknown\"\n        chat_id: 1\n";
+        assert_eq!(
+            mask(text, &["bot_token".to_string()], &BTreeMap::new()),
+            "receivers:\n  - telegram_configs:\n      - bot_token: \"********\"\n        chat_id: 1\n"
+        );
+    }
 
     #[test]
     fn mask_hides_secret_lines_and_stray_values() {

@@ -1,6 +1,7 @@
 //! Host-side work as pure functions: build the shell script a step runs on a host, and parse
 //! what it printed. Each builder is tested against its exact text.
 
+pub mod alerts;
 pub mod apply;
 pub mod nats;
 pub mod observe;

@@ -1,6 +1,7 @@
 //! The command line: clap types, one file per subcommand, and the mapping of every outcome to an
 //! exit status.
 
+mod alerts;
 pub mod apply;
 mod context;
 mod diff;
@@ -153,6 +154,8 @@ pub enum Command {
     },
     /// Per host: reachable, generation, drift, and each process's state, uptime and restarts.
     Status { plan: PathBuf },
+    /// What fires now, per alerting hub and alertmanager (exit 0 nothing, 2 something fires).
+    Alerts { plan: PathBuf },
     /// The generations each host recorded: number, commit, who, when.
     History,
     /// Break a stale lock (its apply died), after showing whose it was.
@@ -226,6 +229,7 @@ pub fn main() -> ExitCode {
         ),
         Command::Unpin { plan, host } => unpin::run(&ctx, plan, host.as_deref()),
         Command::Status { plan } => status::run(&ctx, plan),
+        Command::Alerts { plan } => alerts::run(&ctx, plan),
         Command::Migrations(m) => migrations::run(&ctx, m),
         Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),
         Command::History => history::run(&ctx),

@@ -102,6 +102,28 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 doc["probes"] = json!(list.iter().map(|(n, v)| json!({ "name": n, "passed": v.passed(), "detail": v.detail() })).collect::<Vec<_>>());
             }
         }
+        // Firing alerts, from every alertmanager of the plan, counted by the host they are about.
+        let sources: Vec<_> = crate::backend::alerts::sources(&loaded.plan, &loaded.inventory)
+            .into_iter()
+            .filter(|s| s.kind == crate::backend::alerts::SourceKind::Alertmanager)
+            .collect();
+        if !sources.is_empty() {
+            let conns: std::collections::BTreeMap<String, &dyn crate::transport::Host> = observed
+                .iter()
+                .filter_map(|o| Some((o.host.clone(), o.connection.as_ref()? as &dyn crate::transport::Host)))
+                .collect();
+            let answers = crate::run::alerts::ask(&sources, &conns).await;
+            if let Some(counts) = crate::run::alerts::firing_per_host(&answers) {
+                for doc in docs.iter_mut().filter(|d| d["reachable"] == true) {
+                    let host = doc["host"].as_str().unwrap_or_default().to_string();
+                    let n = counts.get(&host).copied().unwrap_or(0);
+                    doc["alerts_firing"] = json!(n);
+                    let _ = writeln!(text, "{host}: {n} alert(s) firing");
+                }
+            } else {
+                let _ = writeln!(text, "alerts: no alertmanager answers");
+            }
+        }
         drop(probes);
         close_all(observed).await;
         let mut out = anstream::stdout().lock();

@@ -31,6 +31,9 @@ pub struct Inputs<'a> {
     pub secrets: &'a BTreeMap<String, String>,
 }
 
+#[path = "expand_alerting.rs"]
+mod alerting;
+
 struct Expander<'a> {
     plan: &'a Plan,
     inputs: &'a Inputs<'a>,
@@ -44,6 +47,7 @@ struct Expander<'a> {
 
 pub const PATH_RUN_WITH_ENV: &str = "files/bin/run-with-env.sh";
 pub const PATH_HEARTBEAT: &str = "files/agents/heartbeat.sh";
+pub const PATH_REDACT_TOKEN: &str = "files/bin/redact-bot-token.sh";
 pub const PATH_SUPERVISORD_CONF: &str = "files/supervisor/supervisord.conf";
 /// The event listener `supervisord.conf` runs (it counts each program's starts).
 pub const PATH_SPAWN_COUNTER: &str = "files/supervisor/spawns.sh";
@@ -112,6 +116,12 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
     }
     for process in &plan.processes {
         x.process(process);
+    }
+    for am in &plan.alertmanagers {
+        x.alertmanager(am);
+    }
+    for bb in &plan.blackboxes {
+        x.blackbox(bb);
     }
     x.migrations();
     x.plan_files();
@@ -326,11 +336,12 @@ impl<'a> Expander<'a> {
             "targets": [listen(host, *hub.port.get_ref())],
             "host": host.name.get_ref(),
         })];
-        // Its host's Pushgateways, and those of every batch that names this hub.
+        // Its host's Pushgateways, and those of every batch that names this hub; an alerting
+        // hub watches them all.
         let mut gateways: Vec<&str> = plan
             .pushgateways
             .iter()
-            .filter(|g| g.host.get_ref() == hub.host.get_ref())
+            .filter(|g| g.host.get_ref() == hub.host.get_ref() || !hub.alerting.is_empty())
             .map(|g| g.name.get_ref().as_str())
             .collect();
         for b in &plan.batches {
@@ -357,6 +368,19 @@ impl<'a> Expander<'a> {
                 "host": gw_host.name.get_ref(),
             }));
         }
+        if !hub.alerting.is_empty() {
+            self.health_scrapes(hub, &mut scrape);
+        }
+        let alertmanagers: Vec<String> = hub
+            .alerting
+            .iter()
+            .filter_map(|a| {
+                plan.alertmanagers
+                    .iter()
+                    .find(|m| m.name.get_ref() == a.get_ref())
+            })
+            .filter_map(|m| Some(listen(self.host(m.host.get_ref())?, *m.port.get_ref())))
+            .collect();
         let remote_write: Vec<_> = hub
             .remote_write
             .iter()
@@ -368,14 +392,20 @@ impl<'a> Expander<'a> {
             .collect();
         let rules_path = format!("files/prometheus/{name}.rules.yml");
         let mut ctx = self.context(host);
-        let rules_file =
-            (!hub.alert_rules.is_empty()).then(|| format!("{}/{rules_path}", host.root));
+        let health_rules = crate::plan::health::rules(plan, hub);
+        let has_rules = !hub.alert_rules.is_empty() || !health_rules.is_empty();
+        let rules_file = has_rules.then(|| format!("{}/{rules_path}", host.root));
         ctx.insert(
             "hub",
-            &json!({ "name": name, "scrape_interval": hub.scrape_interval.compact(), "rules_file": rules_file }),
+            &json!({
+                "name": name, "scrape_interval": hub.scrape_interval.compact(),
+                "evaluation_interval": hub.evaluation_interval.compact(), "rules_file": rules_file,
+                "health_group": format!("{name}-health"),
+            }),
         );
         ctx.insert("scrape", &scrape);
         ctx.insert("remote_write", &remote_write);
+        ctx.insert("alertmanagers", &alertmanagers);
         let config_path = format!("files/prometheus/{name}.yml");
         let mut config = BTreeMap::new();
         if let Some(text) = self.render("prometheus.yml.tera", &ctx) {
@@ -389,13 +419,14 @@ impl<'a> Expander<'a> {
             );
             config.insert(config_path.clone(), sha);
         }
-        if !hub.alert_rules.is_empty() {
+        if has_rules {
             let rules: Vec<_> = hub
                 .alert_rules
                 .iter()
                 .map(|r| json!({ "name": r.name, "expr": r.expr, "for": r.for_.as_ref().map(|d| d.compact()), "severity": r.severity, "summary": r.summary }))
                 .collect();
             ctx.insert("rules", &rules);
+            ctx.insert("health_rules", &health_rules);
             if let Some(text) = self.render("prometheus-rules.yml.tera", &ctx) {
                 let sha = self.add_file(
                     hub.host.get_ref(),
@@ -987,26 +1018,24 @@ impl<'a> Expander<'a> {
                     host_origin.clone(),
                 );
             }
-            let mut heartbeat_sha = None;
-            if processes
-                .iter()
-                .any(|p| p.config_hashes.contains_key(PATH_HEARTBEAT))
-                && let Some(text) = self.render("agent-heartbeat.sh.tera", &ctx)
-            {
-                heartbeat_sha = Some(self.add_file(
-                    &name,
-                    PATH_HEARTBEAT.into(),
-                    text,
-                    0o755,
-                    vec![],
-                    host_origin.clone(),
-                ));
+            let mut shared = Vec::new();
+            for (path, template, mode) in [
+                (PATH_HEARTBEAT, "agent-heartbeat.sh.tera", 0o755),
+                (PATH_REDACT_TOKEN, "redact-bot-token.sh.tera", 0o755),
+            ] {
+                if processes.iter().any(|p| p.config_hashes.contains_key(path))
+                    && let Some(text) = self.render(template, &ctx)
+                {
+                    let sha =
+                        self.add_file(&name, path.into(), text, mode, vec![], host_origin.clone());
+                    shared.push((path, sha));
+                }
             }
             for mut p in processes {
-                if let (Some(sha), Some(slot)) =
-                    (&heartbeat_sha, p.config_hashes.get_mut(PATH_HEARTBEAT))
-                {
-                    slot.clone_from(sha);
+                for (path, sha) in &shared {
+                    if let Some(slot) = p.config_hashes.get_mut(*path) {
+                        slot.clone_from(sha);
+                    }
                 }
                 self.program_file(host, &mut p);
                 if let Some(h) = self.hosts.get_mut(&name)
@@ -1103,6 +1132,19 @@ impl<'a> Expander<'a> {
                         *node.monitor_port.get_ref(),
                     ),
                     stream: self.stream_config(s),
+                }
+            }
+            ProbeRef::AlertQuiet(p) => {
+                let am = plan
+                    .alertmanagers
+                    .iter()
+                    .find(|a| a.name.get_ref() == p.alertmanager.get_ref())?;
+                let host = self.host(am.host.get_ref())?;
+                Probe::AlertQuiet {
+                    host: host.name.get_ref().to_string(),
+                    alertmanager: am.name.get_ref().to_string(),
+                    url: url(host, *am.port.get_ref()),
+                    max_firing: p.max_firing,
                 }
             }
             ProbeRef::PromQuery(p) => {

@@ -17,6 +17,8 @@ const TOP_LEVEL: &[&str] = &[
     "process",
     "migration",
     "file",
+    "alertmanager",
+    "blackbox",
     "wave",
 ];
 
@@ -48,6 +50,8 @@ pub fn parse_plan(file: &str, text: &str) -> (Plan, Vec<Diagnostic>) {
             "process" => plan.processes = doc.array("process", value),
             "migration" => plan.migrations = doc.array("migration", value),
             "file" => plan.files = doc.array("file", value),
+            "alertmanager" => plan.alertmanagers = doc.array("alertmanager", value),
+            "blackbox" => plan.blackboxes = doc.array("blackbox", value),
             "wave" => plan.waves = doc.array("wave", value),
             _ => doc.unknown_key(&key, TOP_LEVEL),
         }

@@ -1,6 +1,7 @@
 //! The plan: its schema, loading with positions, validation, waves and expansion to primitives.
 
 pub mod expand;
+pub mod health;
 pub mod load;
 pub mod migrations;
 pub mod resource;

@@ -15,10 +15,12 @@ pub enum Kind {
     Process,
     Migration,
     File,
+    Alertmanager,
+    Blackbox,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Hub,
         Kind::Pushgateway,
         Kind::Nats,
@@ -27,6 +29,8 @@ impl Kind {
         Kind::Process,
         Kind::Migration,
         Kind::File,
+        Kind::Alertmanager,
+        Kind::Blackbox,
     ];
 
     /// The plan key (`[[hub]]`) and selector prefix (`hub.edge`).
@@ -40,6 +44,8 @@ impl Kind {
             Kind::Process => "process",
             Kind::Migration => "migration",
             Kind::File => "file",
+            Kind::Alertmanager => "alertmanager",
+            Kind::Blackbox => "blackbox",
         }
     }
 
@@ -48,6 +54,7 @@ impl Kind {
         match self {
             Kind::Nats => "nats server",
             Kind::Migration => "migration set",
+            Kind::Blackbox => "blackbox exporter",
             k => k.key(),
         }
     }
@@ -129,6 +136,12 @@ impl Plan {
         for r in &self.files {
             push(Kind::File, &r.name, r.host.get_ref());
         }
+        for r in &self.alertmanagers {
+            push(Kind::Alertmanager, &r.name, r.host.get_ref());
+        }
+        for r in &self.blackboxes {
+            push(Kind::Blackbox, &r.name, r.host.get_ref());
+        }
         out
     }
 }
@@ -149,12 +162,17 @@ pub fn agent_program(agent: &str) -> String {
 
 impl Plan {
     /// Every supervisor program the plan runs: one per hub, Pushgateway, NATS server and
-    /// process (named like the resource), one per agent (`agent-NAME`).
+    /// process, alertmanager and blackbox exporter (named like the resource), one per agent (`agent-NAME`).
     pub fn programs(&self) -> Vec<Program> {
         let mut out = Vec::new();
         for r in self.resources() {
             match r.kind {
-                Kind::Hub | Kind::Pushgateway | Kind::Nats | Kind::Process => out.push(Program {
+                Kind::Hub
+                | Kind::Pushgateway
+                | Kind::Nats
+                | Kind::Process
+                | Kind::Alertmanager
+                | Kind::Blackbox => out.push(Program {
                     host: r.host.clone(),
                     name: r.name.clone(),
                     resource: r.id(),
@@ -188,7 +206,7 @@ pub enum Selector {
 
 impl Selector {
     pub fn parse(text: &str) -> Result<Selector, String> {
-        let expected = "expected `kind.name`, `kind.*` or `host.NAME` where kind is one of hub, pushgateway, nats, stream, batch, process, migration, file";
+        let expected = "expected `kind.name`, `kind.*` or `host.NAME` where kind is one of hub, pushgateway, nats, stream, batch, process, migration, file, alertmanager, blackbox";
         let (prefix, rest) = text
             .split_once('.')
             .ok_or_else(|| format!("invalid selector `{text}`, {expected}"))?;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::units::{Dur, Size};
-use crate::value::{Arg, EnvKey, HostPath, Ident, RelPath, Subject, TemplateName, Text};
+use crate::value::{Arg, EnvKey, HostPath, Ident, Line, RelPath, Subject, TemplateName, Text};
 
 /// A name or a reference to one, with its position.
 pub type Name = Spanned<Ident>;
@@ -26,6 +26,8 @@ pub struct Plan {
     pub processes: Vec<Process>,
     pub migrations: Vec<MigrationSet>,
     pub files: Vec<PlanFile>,
+    pub alertmanagers: Vec<Alertmanager>,
+    pub blackboxes: Vec<Blackbox>,
     pub waves: Vec<Wave>,
 }
 
@@ -45,6 +47,148 @@ pub struct Hub {
     pub remote_write: Vec<Name>,
     #[serde(default)]
     pub alert_rules: Vec<AlertRule>,
+    /// How often rules are evaluated (30s).
+    #[serde(default = "default_evaluation_interval")]
+    pub evaluation_interval: Dur,
+    /// Alertmanagers this hub sends its alerts to. A hub with `alerting` also watches the
+    /// health of every subsystem of the plan with derived rules (see `health`).
+    #[serde(default)]
+    pub alerting: Vec<Name>,
+    /// The blackbox exporter that probes NATS servers and process health URLs for this hub
+    /// (default: the one on the hub's host).
+    pub blackbox: Option<Name>,
+    /// Settings of the derived health rules.
+    #[serde(default)]
+    pub health: HealthRules,
+}
+
+/// The derived health rules of an alerting hub: thresholds, and rules left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthRules {
+    /// How long a target must be down before its alert fires (1m).
+    #[serde(rename = "down_for", default = "default_down_for")]
+    pub down_for: Dur,
+    /// A heartbeat older than this many of its batch's intervals fires (3).
+    #[serde(default = "default_heartbeat_missed")]
+    pub heartbeat_missed: Spanned<u32>,
+    /// Derived rules (by alert name) this hub does not get.
+    #[serde(default)]
+    pub skip: Vec<Spanned<Ident>>,
+}
+
+impl Default for HealthRules {
+    fn default() -> Self {
+        HealthRules {
+            down_for: default_down_for(),
+            heartbeat_missed: default_heartbeat_missed(),
+            skip: Vec::new(),
+        }
+    }
+}
+
+/// A Prometheus Alertmanager. All alertmanagers of a plan form one cluster (each names the
+/// others with `--cluster.peer`), so losing a machine neither silences nor doubles a
+/// notification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alertmanager {
+    pub name: Name,
+    pub host: Name,
+    #[serde(default = "default_alertmanager_port")]
+    pub port: Spanned<u16>,
+    /// Gossip port of the cluster (TCP and UDP).
+    #[serde(default = "default_alertmanager_cluster_port")]
+    pub cluster_port: Spanned<u16>,
+    #[serde(default)]
+    pub route: Route,
+    #[serde(rename = "receiver", default)]
+    pub receivers: Vec<Receiver>,
+}
+
+/// The root of the route tree: every alert goes to `receiver` (default: the first one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub receiver: Option<Name>,
+    #[serde(default = "default_group_by")]
+    pub group_by: Vec<EnvKey>,
+    #[serde(default = "default_group_wait")]
+    pub group_wait: Dur,
+    #[serde(default = "default_group_interval")]
+    pub group_interval: Dur,
+    #[serde(default = "default_repeat_interval")]
+    pub repeat_interval: Dur,
+    /// Sub-routes: alerts matching `match` go to their receiver instead.
+    #[serde(default)]
+    pub routes: Vec<SubRoute>,
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Route {
+            receiver: None,
+            group_by: default_group_by(),
+            group_wait: default_group_wait(),
+            group_interval: default_group_interval(),
+            repeat_interval: default_repeat_interval(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubRoute {
+    pub receiver: Name,
+    /// Label name -> exact value.
+    #[serde(rename = "match", default)]
+    pub matchers: BTreeMap<EnvKey, Line>,
+    #[serde(rename = "continue", default)]
+    pub continue_: bool,
+}
+
+/// Where notifications go: exactly one of `telegram` or `webhook`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receiver {
+    pub name: Name,
+    pub telegram: Option<Spanned<Telegram>>,
+    pub webhook: Option<Spanned<Webhook>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telegram {
+    /// The secret holding the bot token (from the environment or the secrets file).
+    pub bot_token: Spanned<EnvKey>,
+    /// The chat's numeric id; may use `{{ host.vars.X }}`.
+    pub chat_id: Spanned<Line>,
+    /// Telegram's API (`https://api.telegram.org`); tests and air-gapped sites point it
+    /// elsewhere. May use `{{ host.vars.X }}`.
+    pub api_url: Option<Spanned<Line>>,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// May use `{{ host.vars.X }}`.
+    pub url: Spanned<Line>,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+}
+
+/// A Prometheus blackbox exporter: the hubs' prober of NATS JetStream health and process
+/// health URLs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blackbox {
+    pub name: Name,
+    pub host: Name,
+    #[serde(default = "default_blackbox_port")]
+    pub port: Spanned<u16>,
 }
 
 #[derive(Debug, Deserialize, serde::Serialize)]
@@ -296,6 +440,7 @@ pub struct Gate {
     pub nats_stream: Option<NatsStreamProbe>,
     pub prom_query: Option<PromQueryProbe>,
     pub command: Option<CommandProbe>,
+    pub alert_quiet: Option<AlertQuietProbe>,
     #[serde(default = "default_gate_timeout")]
     pub timeout: Dur,
     #[serde(default = "default_gate_interval")]
@@ -311,6 +456,7 @@ pub enum ProbeRef<'a> {
     NatsStream(&'a NatsStreamProbe),
     PromQuery(&'a PromQueryProbe),
     Command(&'a CommandProbe),
+    AlertQuiet(&'a AlertQuietProbe),
 }
 
 impl Gate {
@@ -323,6 +469,7 @@ impl Gate {
         out.extend(self.nats_stream.as_ref().map(ProbeRef::NatsStream));
         out.extend(self.prom_query.as_ref().map(ProbeRef::PromQuery));
         out.extend(self.command.as_ref().map(ProbeRef::Command));
+        out.extend(self.alert_quiet.as_ref().map(ProbeRef::AlertQuiet));
         out
     }
 }
@@ -375,6 +522,48 @@ pub struct CommandProbe {
     pub run: Vec<Arg>,
 }
 
+/// Passes while the alertmanager has at most `max_firing` active, unsilenced alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertQuietProbe {
+    pub alertmanager: Name,
+    #[serde(default)]
+    pub max_firing: u64,
+}
+
+fn default_evaluation_interval() -> Dur {
+    Dur::parse("30s").expect("valid literal")
+}
+fn default_down_for() -> Dur {
+    Dur::parse("1m").expect("valid literal")
+}
+fn default_heartbeat_missed() -> Spanned<u32> {
+    Spanned::new(0..0, 3)
+}
+fn default_alertmanager_port() -> Spanned<u16> {
+    Spanned::new(0..0, 9093)
+}
+fn default_alertmanager_cluster_port() -> Spanned<u16> {
+    Spanned::new(0..0, 9094)
+}
+fn default_blackbox_port() -> Spanned<u16> {
+    Spanned::new(0..0, 9115)
+}
+fn default_group_by() -> Vec<EnvKey> {
+    ["alertname", "instance"]
+        .into_iter()
+        .filter_map(|l| EnvKey::new(l).ok())
+        .collect()
+}
+fn default_group_wait() -> Dur {
+    Dur::parse("30s").expect("valid literal")
+}
+fn default_group_interval() -> Dur {
+    Dur::parse("5m").expect("valid literal")
+}
+fn default_repeat_interval() -> Dur {
+    Dur::parse("4h").expect("valid literal")
+}
 fn default_scrape_interval() -> Dur {
     Dur::parse("15s").expect("valid literal")
 }

@@ -13,6 +13,9 @@ use crate::plan::resource::{Kind, ResourceId, Selector};
 use crate::plan::schema::{Gate, NatsNode, Plan, ProbeRef};
 use crate::plan::waves;
 
+#[path = "validate_alerting.rs"]
+mod alerting;
+
 struct Checker<'a> {
     file: &'a str,
     plan: &'a Plan,
@@ -42,6 +45,7 @@ pub fn validate(
     c.streams();
     c.processes(secrets_provided);
     c.files();
+    c.alerting(secrets_provided);
     c.ports();
     c.waves();
     c.diags
@@ -140,6 +144,12 @@ impl Checker<'_> {
         }
         for r in &p.files {
             self.host_exists(&r.host, &format!("file `{}`", r.name.get_ref()));
+        }
+        for r in &p.alertmanagers {
+            self.host_exists(&r.host, &format!("alertmanager `{}`", r.name.get_ref()));
+        }
+        for r in &p.blackboxes {
+            self.host_exists(&r.host, &format!("blackbox `{}`", r.name.get_ref()));
         }
     }
 
@@ -533,6 +543,19 @@ impl Checker<'_> {
                 listeners.push((&n.host, p, format!("{id} (leafnode)"), &n.name));
             }
         }
+        for a in &plan.alertmanagers {
+            let id = format!("alertmanager.{}", a.name.get_ref());
+            listeners.push((&a.host, &a.port, id.clone(), &a.name));
+            listeners.push((&a.host, &a.cluster_port, format!("{id} (cluster)"), &a.name));
+        }
+        for b in &plan.blackboxes {
+            listeners.push((
+                &b.host,
+                &b.port,
+                format!("blackbox.{}", b.name.get_ref()),
+                &b.name,
+            ));
+        }
         for p in &plan.processes {
             for port in &p.listen {
                 listeners.push((
@@ -680,7 +703,7 @@ impl Checker<'_> {
         if probes.len() != 1 {
             self.error(
                 gate.span(),
-                format!("a gate needs exactly one probe, found {}; expected one of `http`, `tcp`, `process`, `nats_stream`, `prom_query`, `command`", probes.len()),
+                format!("a gate needs exactly one probe, found {}; expected one of `http`, `tcp`, `process`, `nats_stream`, `prom_query`, `command`, `alert_quiet`", probes.len()),
             );
         }
         for probe in probes {
@@ -715,6 +738,13 @@ impl Checker<'_> {
                 }
                 ProbeRef::PromQuery(p) => {
                     self.exists(Kind::Hub, &p.hub, "prom_query.hub");
+                }
+                ProbeRef::AlertQuiet(p) => {
+                    self.exists(
+                        Kind::Alertmanager,
+                        &p.alertmanager,
+                        "alert_quiet.alertmanager",
+                    );
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The shell around the core: connect to hosts, observe them, apply change sets, all hosts in
 //! parallel; events go to whatever owns the terminal.
 
+pub mod alerts;
 pub mod apply;
 pub mod decide;
 pub mod events;

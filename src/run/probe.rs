@@ -35,7 +35,8 @@ fn probe_host(p: &Probe) -> &str {
         | Probe::Process { host, .. }
         | Probe::NatsStream { host, .. }
         | Probe::PromQuery { host, .. }
-        | Probe::Command { host, .. } => host,
+        | Probe::Command { host, .. }
+        | Probe::AlertQuiet { host, .. } => host,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The integration tests: one binary (links once), one module per behaviour area.
 
+mod alerts_lab;
+mod alerts_validate;
 mod apply_lab;
 mod common;
 mod core_is_pure;

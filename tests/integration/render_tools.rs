@@ -170,3 +170,73 @@ fn rendered_nats_configs_start_real_servers_joined_by_a_leafnode() {
         );
     }
 }
+
+#[test]
+fn rendered_alertmanager_configs_pass_amtool_and_hold_the_secret_in_0600() {
+    let dir = tempfile::tempdir().expect("temp");
+    let loaded = phase2_into(dir.path());
+    for (host, name) in [("mainpc", "am-mainpc"), ("pc2", "am-pc2")] {
+        let rel = format!("files/alertmanager/{name}.yml");
+        let spec = loaded.desired.hosts[host]
+            .files
+            .iter()
+            .find(|f| f.path == rel)
+            .expect("the alertmanager config is rendered");
+        assert_eq!(spec.mode, 0o600, "a config holding the bot token is 0600");
+        assert!(spec.content.contains("render-test-token"));
+        let out = Command::new("amtool")
+            .args(["check-config"])
+            .arg(dir.path().join(host).join(&rel))
+            .output()
+            .expect("amtool (Debian package prometheus-alertmanager) must be installed");
+        assert!(
+            out.status.success(),
+            "amtool rejected {rel}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bb = dir
+            .path()
+            .join(format!("{host}/files/blackbox/blackbox-{host}.yml"));
+        let out = Command::new("prometheus-blackbox-exporter")
+            .arg("--config.check")
+            .arg(format!("--config.file={}", bb.display()))
+            .output()
+            .expect("prometheus-blackbox-exporter must be installed");
+        assert!(
+            out.status.success(),
+            "blackbox exporter rejected its config: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn derived_health_rules_pass_their_promtool_unit_tests() {
+    let dir = tempfile::tempdir().expect("temp");
+    phase2_into(dir.path());
+    let work = dir.path().join("rules");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    std::fs::copy(
+        dir.path().join("mainpc/files/prometheus/central.rules.yml"),
+        work.join("central.rules.yml"),
+    )
+    .expect("copy the rendered rules");
+    let test = work.join("central-health.test.yml");
+    std::fs::copy(
+        project_root().join("tests/rules/central-health.test.yml"),
+        &test,
+    )
+    .expect("copy the rule tests");
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&test)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

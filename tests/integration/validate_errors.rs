@@ -90,7 +90,7 @@ fn unknown_key_in_a_hub_lists_the_fields_a_hub_has() {
     .validate();
     assert_reports(
         &run,
-        "plans/p.toml:12:1: error: unknown field `prot`, expected one of `name`, `host`, `port`, `scrape_interval`, `retention`, `remote_write`, `alert_rules`\n   |\n12 | prot = 9100\n   | ^^^^\n",
+        "plans/p.toml:12:1: error: unknown field `prot`, expected one of `name`, `host`, `port`, `scrape_interval`, `retention`, `remote_write`, `alert_rules`, `evaluation_interval`, `alerting`, `blackbox`, `health`\n   |\n12 | prot = 9100\n   | ^^^^\n",
     );
     assert_problem_count(&run, 1);
 }
@@ -102,7 +102,7 @@ fn unknown_top_level_key_lists_the_top_level_keys() {
     let run = Repo::with_plan(&text).validate();
     assert_reports(
         &run,
-        "plans/p.toml:3:1: error: unknown key `colour`, expected one of `version`, `name`, `vars`, `hub`, `pushgateway`, `nats`, `stream`, `batch`, `process`, `migration`, `file`, `wave`\n  |\n3 | colour = \"blue\"\n  | ^^^^^^\n",
+        "plans/p.toml:3:1: error: unknown key `colour`, expected one of `version`, `name`, `vars`, `hub`, `pushgateway`, `nats`, `stream`, `batch`, `process`, `migration`, `file`, `alertmanager`, `blackbox`, `wave`\n  |\n3 | colour = \"blue\"\n  | ^^^^^^\n",
     );
     assert_problem_count(&run, 1);
 }
@@ -383,7 +383,7 @@ fn template_override_that_fails_to_render_points_into_the_template() {
         .validate();
     assert_reports(
         &run,
-        "templates/prometheus.yml.tera:3:23: error: template `prometheus.yml.tera`: Variable `nosuchvar` is not defined. Available variables: host, hub, plan, remote_write, root, scrape\n  |\n3 |   scrape_interval: {{ nosuchvar }}\n  |                       ^^^^^^^^^\n",
+        "templates/prometheus.yml.tera:3:23: error: template `prometheus.yml.tera`: Variable `nosuchvar` is not defined. Available variables: alertmanagers, host, hub, plan, remote_write, root, scrape\n  |\n3 |   scrape_interval: {{ nosuchvar }}\n  |                       ^^^^^^^^^\n",
     );
     assert_problem_count(&run, 1);
 }
