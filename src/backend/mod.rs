@@ -2,6 +2,7 @@
 //! what it printed. Each builder is tested against its exact text.
 
 pub mod apply;
+pub mod doctor;
 pub mod nats;
 pub mod observe;
 pub mod pin;

@@ -17,6 +17,7 @@ pub struct Context {
     pub color: bool,
     inventory: Option<std::path::PathBuf>,
     secrets_file: Option<std::path::PathBuf>,
+    ssh_config: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -33,6 +34,7 @@ impl Context {
             color,
             inventory: g.inventory.clone(),
             secrets_file: g.secrets_file.clone(),
+            ssh_config: g.ssh_config.clone(),
         }
     }
 
@@ -75,6 +77,8 @@ impl Context {
             sources.add(&named.name, &named.text);
             return Err(load::Invalid::new(diags, sources).into());
         }
+        let mut inv = inv;
+        self.default_ssh_config(&mut inv);
         Ok(inv)
     }
 
@@ -151,11 +155,34 @@ impl Context {
         self.load_from(plan, None, homes)
     }
 
+    /// `load` for commands that check a plan before its secrets are at hand (`init`,
+    /// `doctor`): a secret that neither the environment nor the secrets file provides gets a
+    /// stand-in, and its name is returned. Nothing loaded this way may reach a host's files.
+    pub fn load_lenient(
+        &self,
+        plan: &Path,
+        homes: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<(Loaded, Vec<String>)> {
+        let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let loaded = self.load_env(plan, None, homes, Some(&missing))?;
+        Ok((loaded, missing.into_inner().into_iter().collect()))
+    }
+
     fn load_from(
         &self,
         plan: &Path,
         tree: Option<&GitTree>,
         homes: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<Loaded> {
+        self.load_env(plan, tree, homes, None)
+    }
+
+    fn load_env(
+        &self,
+        plan: &Path,
+        tree: Option<&GitTree>,
+        homes: &std::collections::BTreeMap<String, String>,
+        stand_in: Option<&std::cell::RefCell<std::collections::BTreeSet<String>>>,
     ) -> anyhow::Result<Loaded> {
         let (repo, plan_path) = WorkTree::for_plan(plan);
         let inventory = match (&self.inventory, tree) {
@@ -180,7 +207,17 @@ impl Context {
             }
             None => None,
         };
-        let env = |name: &str| std::env::var(name).ok();
+        let in_file: std::collections::BTreeMap<String, String> = secrets_file
+            .as_ref()
+            .map(|f| crate::secrets::parse_secrets_file(&f.name, &f.text).0)
+            .unwrap_or_default();
+        let env = |name: &str| {
+            std::env::var(name).ok().or_else(|| {
+                let missing = stand_in.filter(|_| !in_file.contains_key(name))?;
+                missing.borrow_mut().insert(name.to_string());
+                Some(crate::secrets::MASK.to_string())
+            })
+        };
         let req = Request {
             plan_path: &plan_path,
             inventory,
@@ -193,7 +230,16 @@ impl Context {
             Some(t) => t,
             None => &repo,
         };
-        Ok(load::load(source, &req)?)
+        let mut loaded = load::load(source, &req)?;
+        self.default_ssh_config(&mut loaded.inventory);
+        Ok(loaded)
+    }
+
+    /// `--ssh-config` (or `WAVECTL_SSH_CONFIG`) for an inventory that names no ssh_config.
+    fn default_ssh_config(&self, inv: &mut crate::inventory::Inventory) {
+        if inv.ssh_config.is_none() {
+            inv.ssh_config = self.ssh_config.as_ref().map(|p| p.display().to_string());
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod apply;
 mod context;
 mod diff;
+mod doctor;
 mod history;
 mod migrations;
 mod progress;
@@ -43,6 +44,9 @@ pub struct Global {
     /// TOML file of `NAME = "value"` secrets, kept outside the plan repo.
     #[arg(long, global = true, value_name = "FILE", env = "WAVECTL_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// ssh_config file for an inventory that names none (default: ssh's own ~/.ssh/config).
+    #[arg(long, global = true, value_name = "FILE", env = "WAVECTL_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -94,6 +98,10 @@ pub enum Command {
     },
     /// Observe every host and show what apply would change (exit 0 in sync, 2 changes, 1 error).
     Diff { plan: PathBuf },
+    /// Per host, what the plan needs there and what is missing (programs with their Debian
+    /// package, free ports, writable root, disk space, clock), each with its fix (exit 0 ready,
+    /// 1 problems).
+    Doctor { plan: PathBuf },
     /// Apply the plan wave by wave.
     Apply {
         plan: PathBuf,
@@ -175,6 +183,7 @@ pub fn main() -> ExitCode {
         Command::Validate { plan } => validate::run(&ctx, plan),
         Command::Render { plan, host } => render::run(&ctx, plan, host.as_deref()),
         Command::Diff { plan } => diff::run(&ctx, plan),
+        Command::Doctor { plan } => doctor::run(&ctx, plan),
         Command::Apply {
             plan,
             run,

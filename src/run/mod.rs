@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod decide;
+pub mod doctor;
 pub mod events;
 pub mod generations;
 pub mod git;
