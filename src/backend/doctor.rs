@@ -105,7 +105,10 @@ pub fn needed_programs(desired: &HostDesired, probes: &[&Check]) -> Vec<String> 
 
 /// The Debian package of a program, for the programs the doctor checks beyond observe's.
 pub fn package_of(program: &str) -> Option<&'static str> {
-    crate::backend::package_of(program).or(Some(match program {
+    if let Some(p) = crate::backend::package_of(program) {
+        return Some(p);
+    }
+    Some(match program {
         "sed" => "sed",
         "grep" => "grep",
         "find" | "xargs" => "findutils",
@@ -115,7 +118,7 @@ pub fn package_of(program: &str) -> Option<&'static str> {
         "node" | "nodejs" => "nodejs",
         "python3" => "python3",
         _ => return None,
-    }))
+    })
 }
 
 /// The script. `root` is the host root; nothing under it is changed (a probe file is made
@@ -164,6 +167,17 @@ pub struct Listener {
     pub port: u16,
     pub pid: Option<u32>,
     pub program: Option<String>,
+}
+
+impl Listener {
+    /// `address:port`, an IPv6 address in brackets.
+    fn shown(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
 }
 
 /// What the doctor script printed.
@@ -439,7 +453,7 @@ impl Judge<'_> {
                         };
                         out.push(Finding::bad(
                             format!("port {}", p.port),
-                            format!("{}:{} is taken by {by}; {} needs it", l.address, p.port, p.who),
+                            format!("{} is taken by {by}; {} needs it", l.shown(), p.who),
                             format!("stop what holds it (sudo ss -ltnp 'sport = :{}'), or give {} another port in the plan", p.port, p.who),
                         ));
                     }
@@ -549,7 +563,7 @@ mod tests {
                     false
                 ),
                 (
-                    "::8222 is taken by a process of another user; x.8222 needs it".to_string(),
+                    "[::]:8222 is taken by a process of another user; x.8222 needs it".to_string(),
                     false
                 ),
                 ("free on 10.0.0.2: 4222".to_string(), true),

@@ -59,17 +59,11 @@ impl Context {
             .with_context(|| format!("cannot read git state of {}", repo.root().display()))
     }
 
-    /// The inventory alone (`-i`, else `inventories/lab.toml` here, else the built-in lab).
+    /// The inventory alone (`-i`, else this directory's default: see `load::default_inventory`).
     pub fn inventory(&self) -> anyhow::Result<crate::inventory::Inventory> {
         let named = match &self.inventory {
             Some(p) => read_named(p)?,
-            None => match read_named(Path::new(load::LAB_INVENTORY)) {
-                Ok(n) => n,
-                Err(_) => NamedText {
-                    name: "<built-in>/inventories/lab.toml".into(),
-                    text: crate::inventory::EMBEDDED_LAB.into(),
-                },
-            },
+            None => load::default_inventory(&WorkTree::new(".".into(), String::new())),
         };
         let (inv, diags) = crate::inventory::parse_inventory(&named.name, &named.text);
         if !diags.is_empty() {
@@ -188,16 +182,7 @@ impl Context {
         let inventory = match (&self.inventory, tree) {
             (Some(p), _) => Some(read_named(p)?),
             // An old commit's inventory says where the machines were: read today's.
-            (None, Some(_)) => Some(match repo.read(load::LAB_INVENTORY) {
-                Ok(Some(text)) => NamedText {
-                    name: repo.display(load::LAB_INVENTORY),
-                    text,
-                },
-                _ => NamedText {
-                    name: "<built-in>/inventories/lab.toml".into(),
-                    text: crate::inventory::EMBEDDED_LAB.into(),
-                },
-            }),
+            (None, Some(_)) => Some(load::default_inventory(&repo)),
             (None, None) => None,
         };
         let secrets_file = match &self.secrets_file {

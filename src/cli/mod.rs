@@ -38,7 +38,8 @@ pub struct Cli {
 
 #[derive(Debug, clap::Args)]
 pub struct Global {
-    /// Inventory file (default: the plan repo's inventories/lab.toml, else the built-in lab).
+    /// Inventory file (default: the plan repo's inventories/lab.toml, else the only file in its
+    /// inventories/, else the built-in lab).
     #[arg(short, long, global = true, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// TOML file of `NAME = "value"` secrets, kept outside the plan repo.
