@@ -7,33 +7,40 @@ use crate::value::{Address, Ident, Root, SshDest};
 /// The reference plan, as this wavectl ships it.
 pub const PHASE2: &str = include_str!("../plans/phase2.toml");
 
-/// The reference plan's migrations (its `[[migration]]` names `migrations/nanoclaw`).
+/// The reference plan's migration files, by their path in the repo (its `[[migration]]` names
+/// `migrations/nanoclaw`).
 pub const NANOCLAW_MIGRATIONS: &[(&str, &str)] = &[
     (
-        "0001_queue.up.sql",
+        "migrations/nanoclaw/0001_queue.up.sql",
         include_str!("../migrations/nanoclaw/0001_queue.up.sql"),
     ),
     (
-        "0001_queue.down.sql",
+        "migrations/nanoclaw/0001_queue.down.sql",
         include_str!("../migrations/nanoclaw/0001_queue.down.sql"),
     ),
     (
-        "0002_rate_limits.up.sql",
+        "migrations/nanoclaw/0002_rate_limits.up.sql",
         include_str!("../migrations/nanoclaw/0002_rate_limits.up.sql"),
     ),
     (
-        "0002_rate_limits.down.sql",
+        "migrations/nanoclaw/0002_rate_limits.down.sql",
         include_str!("../migrations/nanoclaw/0002_rate_limits.down.sql"),
     ),
     (
-        "0003_sync_status.up.sql",
+        "migrations/nanoclaw/0003_sync_status.up.sql",
         include_str!("../migrations/nanoclaw/0003_sync_status.up.sql"),
     ),
     (
-        "0003_sync_status.down.sql",
+        "migrations/nanoclaw/0003_sync_status.down.sql",
         include_str!("../migrations/nanoclaw/0003_sync_status.down.sql"),
     ),
 ];
+
+/// The repo template the reference plan's `[[file]] standin` renders.
+pub const STANDIN_TEMPLATE: (&str, &str) = (
+    "templates/standin.sh.tera",
+    include_str!("../templates/standin.sh.tera"),
+);
 
 /// The reference plan's two host names, in the order `--host` maps onto them.
 pub const ROLES: [&str; 2] = ["mainpc", "pc2"];

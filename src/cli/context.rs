@@ -38,6 +38,22 @@ impl Context {
         }
     }
 
+    /// The same options for a plan repo just made: no `-i`, its own inventory is the default.
+    pub fn for_new_repo(&self) -> Context {
+        Context {
+            output: self.output,
+            color: self.color,
+            inventory: None,
+            secrets_file: self.secrets_file.clone(),
+            ssh_config: self.ssh_config.clone(),
+        }
+    }
+
+    /// `--ssh-config` (or `WAVECTL_SSH_CONFIG`), when given.
+    pub fn ssh_config(&self) -> Option<&Path> {
+        self.ssh_config.as_deref()
+    }
+
     pub fn palette(&self) -> crate::diff::Palette {
         if self.color {
             crate::diff::Palette::colored()

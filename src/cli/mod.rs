@@ -6,6 +6,7 @@ mod context;
 mod diff;
 mod doctor;
 mod history;
+mod init;
 mod migrations;
 mod progress;
 mod render;
@@ -85,6 +86,21 @@ pub struct RunFlags {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a plan repo for your own machines: the reference plan adapted to their names (or
+    /// --minimal), their inventory, templates/ and migrations/, a first commit; then validate
+    /// it. Never writes into an existing directory that holds anything.
+    Init {
+        /// The new repo's directory (created; an empty one is accepted).
+        dir: PathBuf,
+        /// A machine: NAME=SSH_DEST[,address=IP][,root=PATH] (repeatable; the first takes the
+        /// reference plan's mainpc role, the second pc2's). Without it, the hosts of
+        /// ~/.ssh/config are offered.
+        #[arg(long = "host", value_name = "NAME=SSH_DEST[,address=IP][,root=PATH]")]
+        hosts: Vec<String>,
+        /// One hub and one Pushgateway on the first host instead of the reference plan.
+        #[arg(long)]
+        minimal: bool,
+    },
     /// Check plan, inventory, templates and migration files offline.
     Validate {
         /// The plan file (e.g. plans/phase2.toml).
@@ -181,6 +197,18 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = Context::new(&cli.global);
     let result = match &cli.command {
+        Command::Init {
+            dir,
+            hosts,
+            minimal,
+        } => init::run(
+            &ctx,
+            &init::Args {
+                dir,
+                hosts,
+                minimal: *minimal,
+            },
+        ),
         Command::Validate { plan } => validate::run(&ctx, plan),
         Command::Render { plan, host } => render::run(&ctx, plan, host.as_deref()),
         Command::Diff { plan } => diff::run(&ctx, plan),
