@@ -394,7 +394,10 @@ impl Judge<'_> {
         match r.clock_ns {
             Some(ns) => {
                 let skew_ms = ((ns - self.local_clock_ns) / 1_000_000) as i64;
-                let shown = format!("{:+.1}s", skew_ms as f64 / 1000.0);
+                let shown = match skew_ms {
+                    -49..=49 => "0.0s".to_string(),
+                    ms => format!("{:+.1}s", ms as f64 / 1000.0),
+                };
                 if skew_ms.abs() <= MAX_SKEW_MS + self.slack_ms {
                     out.push(Finding::ok("clock", format!("{shown} from this machine")));
                 } else {

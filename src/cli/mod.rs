@@ -2,11 +2,13 @@
 //! exit status.
 
 pub mod apply;
+mod completions;
 mod context;
 mod diff;
 mod doctor;
 mod history;
 mod init;
+mod man;
 mod migrations;
 mod progress;
 mod render;
@@ -86,9 +88,12 @@ pub struct RunFlags {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a plan repo for your own machines: the reference plan adapted to their names (or
-    /// --minimal), their inventory, templates/ and migrations/, a first commit; then validate
-    /// it. Never writes into an existing directory that holds anything.
+    /// Create a plan repo for your own machines, commit it and validate it.
+    ///
+    /// plans/ holds the reference plan adapted to the hosts' names (the first takes mainpc's
+    /// role, the second pc2's) or, with --minimal, one hub and one Pushgateway;
+    /// inventories/hosts.toml the hosts; templates/ and migrations/ what the plan needs. It
+    /// never writes into an existing directory that holds anything.
     Init {
         /// The new repo's directory (created; an empty one is accepted).
         dir: PathBuf,
@@ -115,9 +120,12 @@ pub enum Command {
     },
     /// Observe every host and show what apply would change (exit 0 in sync, 2 changes, 1 error).
     Diff { plan: PathBuf },
-    /// Per host, what the plan needs there and what is missing (programs with their Debian
-    /// package, free ports, writable root, disk space, clock), each with its fix (exit 0 ready,
-    /// 1 problems).
+    /// Check that every host has what the plan needs (exit 0 ready, 1 problems).
+    ///
+    /// Per host, over one SSH round trip: the programs the plan runs there (with the Debian
+    /// package of each one missing), the planned ports (free, or held by wavectl's own
+    /// programs), a writable root, disk space under it, the clock against this machine's; and
+    /// the secrets the plan needs. Each problem comes with the command that fixes it.
     Doctor { plan: PathBuf },
     /// Apply the plan wave by wave.
     Apply {
@@ -190,6 +198,33 @@ pub enum Command {
     /// Schema migrations: status, and the operator's decisions (accept, resolve, baseline).
     #[command(subcommand)]
     Migrations(migrations::Migrations),
+    /// Print the shell completion script (e.g. `wavectl completions bash >
+    /// /etc/bash_completion.d/wavectl`).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write one man page per subcommand into DIR (for packaging).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl CompletionShell {
+    fn shell(self) -> clap_complete::Shell {
+        match self {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }
+    }
 }
 
 /// Runs the command line and returns the process exit status.
@@ -267,6 +302,8 @@ pub fn main() -> ExitCode {
         Command::Migrations(m) => migrations::run(&ctx, m),
         Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),
         Command::History => history::run(&ctx),
+        Command::Completions { shell } => completions::run(shell.shell()),
+        Command::Man { dir } => man::run(dir),
     };
     if let Err(e) = &result
         && !crate::exit::is_broken_pipe(e)

@@ -54,9 +54,18 @@ pub async fn examine(session: Session, loaded: &Loaded) -> Vec<HostDoctor> {
                 }
             };
             let script = doctor::script(&desired.root, &programs);
+            // The host reads its clock first and prints it at once: it read it between the
+            // start and the arrival of that line.
             let before = now_ns();
-            let out = conn.run(&script).await;
-            let after = now_ns();
+            let mut after = None;
+            let out = conn
+                .run_streaming(&script, |line| {
+                    if after.is_none() && line.starts_with("clock ") {
+                        after = Some(now_ns());
+                    }
+                })
+                .await;
+            let after = after.unwrap_or_else(now_ns);
             conn.close().await;
             let findings = match out {
                 Err(e) => Err(Unreachable {
