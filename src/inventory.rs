@@ -41,6 +41,11 @@ pub struct Host {
     pub transport: Transport,
     #[serde(default)]
     pub vars: BTreeMap<EnvKey, Text>,
+    /// Environment of every script wavectl runs on the host (e.g. a `PATH` with the
+    /// directories where its programs live), exported first; the supervisord it starts
+    /// inherits it.
+    #[serde(default)]
+    pub env: BTreeMap<EnvKey, Text>,
 }
 
 /// The process supervisor a host runs its programs under. Only supervisord is built; the

@@ -17,6 +17,7 @@ pub mod primitive;
 pub mod render;
 pub mod repo;
 pub mod run;
+pub mod scaffold;
 pub mod secrets;
 pub mod state;
 pub mod toml_doc;

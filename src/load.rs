@@ -109,6 +109,38 @@ impl std::error::Error for Invalid {}
 
 pub const LAB_INVENTORY: &str = "inventories/lab.toml";
 
+/// The inventory used when none is given: the repo's `inventories/lab.toml`, else the only
+/// inventory in its `inventories/` (as `wavectl init` writes it), else the built-in lab.
+pub fn default_inventory(repo: &dyn PlanRepo) -> NamedText {
+    if let Ok(Some(text)) = repo.read(LAB_INVENTORY) {
+        return NamedText {
+            name: repo.display(LAB_INVENTORY),
+            text,
+        };
+    }
+    let tomls: Vec<String> = repo
+        .list("inventories")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    if let [only] = tomls.as_slice() {
+        let path = format!("inventories/{only}");
+        if let Ok(Some(text)) = repo.read(&path) {
+            return NamedText {
+                name: repo.display(&path),
+                text,
+            };
+        }
+    }
+    NamedText {
+        name: "<built-in>/inventories/lab.toml".into(),
+        text: inventory::EMBEDDED_LAB.into(),
+    }
+}
+
 pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
     let mut sources = Sources::default();
     let fail = |diagnostics, sources| Err(Invalid::new(diagnostics, sources));
@@ -134,16 +166,7 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
     sources.add(&plan_name, &plan_text);
     let inventory = match &req.inventory {
         Some(i) => i.clone(),
-        None => match repo.read(LAB_INVENTORY) {
-            Ok(Some(text)) => NamedText {
-                name: repo.display(LAB_INVENTORY),
-                text,
-            },
-            _ => NamedText {
-                name: "<built-in>/inventories/lab.toml".into(),
-                text: inventory::EMBEDDED_LAB.into(),
-            },
-        },
+        None => default_inventory(repo),
     };
     sources.add(&inventory.name, &inventory.text);
 

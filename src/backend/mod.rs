@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod apply;
+pub mod doctor;
 pub mod nats;
 pub mod observe;
 pub mod pin;

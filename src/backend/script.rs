@@ -69,6 +69,14 @@ impl Script {
         self.raw(name).raw("=").word(value).raw("\n")
     }
 
+    /// `export KEY='value'` and a newline: the key is a validated shell identifier.
+    pub fn export(&mut self, key: &crate::value::EnvKey, value: impl AsRef<str>) -> &mut Self {
+        self.text.push_str("export ");
+        self.text.push_str(key.as_str());
+        self.text.push('=');
+        self.word(value).raw("\n")
+    }
+
     /// A heredoc carrying `bytes` in base64 on the standard input of the command before it
     /// (which decodes it with `base64 -d`), ended by a newline.
     pub fn base64_stdin(&mut self, bytes: &[u8]) -> &mut Self {
@@ -156,6 +164,14 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), body);
+    }
+
+    #[test]
+    fn export_puts_a_validated_key_before_a_quoted_value() {
+        let key = crate::value::EnvKey::new("PATH").unwrap();
+        let mut s = Script::new();
+        s.export(&key, "/opt/x bin:$(id)");
+        assert_eq!(s.as_str(), "export PATH='/opt/x bin:$(id)'\n");
     }
 
     #[test]

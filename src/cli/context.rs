@@ -17,6 +17,7 @@ pub struct Context {
     pub color: bool,
     inventory: Option<std::path::PathBuf>,
     secrets_file: Option<std::path::PathBuf>,
+    ssh_config: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -33,7 +34,24 @@ impl Context {
             color,
             inventory: g.inventory.clone(),
             secrets_file: g.secrets_file.clone(),
+            ssh_config: g.ssh_config.clone(),
         }
+    }
+
+    /// The same options for a plan repo just made: no `-i`, its own inventory is the default.
+    pub fn for_new_repo(&self) -> Context {
+        Context {
+            output: self.output,
+            color: self.color,
+            inventory: None,
+            secrets_file: self.secrets_file.clone(),
+            ssh_config: self.ssh_config.clone(),
+        }
+    }
+
+    /// `--ssh-config` (or `WAVECTL_SSH_CONFIG`), when given.
+    pub fn ssh_config(&self) -> Option<&Path> {
+        self.ssh_config.as_deref()
     }
 
     pub fn palette(&self) -> crate::diff::Palette {
@@ -57,17 +75,11 @@ impl Context {
             .with_context(|| format!("cannot read git state of {}", repo.root().display()))
     }
 
-    /// The inventory alone (`-i`, else `inventories/lab.toml` here, else the built-in lab).
+    /// The inventory alone (`-i`, else this directory's default: see `load::default_inventory`).
     pub fn inventory(&self) -> anyhow::Result<crate::inventory::Inventory> {
         let named = match &self.inventory {
             Some(p) => read_named(p)?,
-            None => match read_named(Path::new(load::LAB_INVENTORY)) {
-                Ok(n) => n,
-                Err(_) => NamedText {
-                    name: "<built-in>/inventories/lab.toml".into(),
-                    text: crate::inventory::EMBEDDED_LAB.into(),
-                },
-            },
+            None => load::default_inventory(&WorkTree::new(".".into(), String::new())),
         };
         let (inv, diags) = crate::inventory::parse_inventory(&named.name, &named.text);
         if !diags.is_empty() {
@@ -75,6 +87,8 @@ impl Context {
             sources.add(&named.name, &named.text);
             return Err(load::Invalid::new(diags, sources).into());
         }
+        let mut inv = inv;
+        self.default_ssh_config(&mut inv);
         Ok(inv)
     }
 
@@ -151,26 +165,40 @@ impl Context {
         self.load_from(plan, None, homes)
     }
 
+    /// `load` for commands that check a plan before its secrets are at hand (`init`,
+    /// `doctor`): a secret that neither the environment nor the secrets file provides gets a
+    /// stand-in, and its name is returned. Nothing loaded this way may reach a host's files.
+    pub fn load_lenient(
+        &self,
+        plan: &Path,
+        homes: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<(Loaded, Vec<String>)> {
+        let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let loaded = self.load_env(plan, None, homes, Some(&missing))?;
+        Ok((loaded, missing.into_inner().into_iter().collect()))
+    }
+
     fn load_from(
         &self,
         plan: &Path,
         tree: Option<&GitTree>,
         homes: &std::collections::BTreeMap<String, String>,
     ) -> anyhow::Result<Loaded> {
+        self.load_env(plan, tree, homes, None)
+    }
+
+    fn load_env(
+        &self,
+        plan: &Path,
+        tree: Option<&GitTree>,
+        homes: &std::collections::BTreeMap<String, String>,
+        stand_in: Option<&std::cell::RefCell<std::collections::BTreeSet<String>>>,
+    ) -> anyhow::Result<Loaded> {
         let (repo, plan_path) = WorkTree::for_plan(plan);
         let inventory = match (&self.inventory, tree) {
             (Some(p), _) => Some(read_named(p)?),
             // An old commit's inventory says where the machines were: read today's.
-            (None, Some(_)) => Some(match repo.read(load::LAB_INVENTORY) {
-                Ok(Some(text)) => NamedText {
-                    name: repo.display(load::LAB_INVENTORY),
-                    text,
-                },
-                _ => NamedText {
-                    name: "<built-in>/inventories/lab.toml".into(),
-                    text: crate::inventory::EMBEDDED_LAB.into(),
-                },
-            }),
+            (None, Some(_)) => Some(load::default_inventory(&repo)),
             (None, None) => None,
         };
         let secrets_file = match &self.secrets_file {
@@ -180,7 +208,17 @@ impl Context {
             }
             None => None,
         };
-        let env = |name: &str| std::env::var(name).ok();
+        let in_file: std::collections::BTreeMap<String, String> = secrets_file
+            .as_ref()
+            .map(|f| crate::secrets::parse_secrets_file(&f.name, &f.text).0)
+            .unwrap_or_default();
+        let env = |name: &str| {
+            std::env::var(name).ok().or_else(|| {
+                let missing = stand_in.filter(|_| !in_file.contains_key(name))?;
+                missing.borrow_mut().insert(name.to_string());
+                Some(crate::secrets::MASK.to_string())
+            })
+        };
         let req = Request {
             plan_path: &plan_path,
             inventory,
@@ -193,7 +231,16 @@ impl Context {
             Some(t) => t,
             None => &repo,
         };
-        Ok(load::load(source, &req)?)
+        let mut loaded = load::load(source, &req)?;
+        self.default_ssh_config(&mut loaded.inventory);
+        Ok(loaded)
+    }
+
+    /// `--ssh-config` (or `WAVECTL_SSH_CONFIG`) for an inventory that names no ssh_config.
+    fn default_ssh_config(&self, inv: &mut crate::inventory::Inventory) {
+        if inv.ssh_config.is_none() {
+            inv.ssh_config = self.ssh_config.as_ref().map(|p| p.display().to_string());
+        }
     }
 }
 

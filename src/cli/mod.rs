@@ -3,9 +3,13 @@
 
 mod alerts;
 pub mod apply;
+mod completions;
 mod context;
 mod diff;
+mod doctor;
 mod history;
+mod init;
+mod man;
 mod migrations;
 mod progress;
 mod render;
@@ -38,12 +42,16 @@ pub struct Cli {
 
 #[derive(Debug, clap::Args)]
 pub struct Global {
-    /// Inventory file (default: the plan repo's inventories/lab.toml, else the built-in lab).
+    /// Inventory file (default: the plan repo's inventories/lab.toml, else the only file in its
+    /// inventories/, else the built-in lab).
     #[arg(short, long, global = true, value_name = "FILE")]
     pub inventory: Option<PathBuf>,
     /// TOML file of `NAME = "value"` secrets, kept outside the plan repo.
     #[arg(long, global = true, value_name = "FILE", env = "WAVECTL_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// ssh_config file for an inventory that names none (default: ssh's own ~/.ssh/config).
+    #[arg(long, global = true, value_name = "FILE", env = "WAVECTL_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,
@@ -81,6 +89,24 @@ pub struct RunFlags {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a plan repo for your own machines, commit it and validate it.
+    ///
+    /// plans/ holds the reference plan adapted to the hosts' names (the first takes mainpc's
+    /// role, the second pc2's) or, with --minimal, one hub and one Pushgateway;
+    /// inventories/hosts.toml the hosts; templates/ and migrations/ what the plan needs. It
+    /// never writes into an existing directory that holds anything.
+    Init {
+        /// The new repo's directory (created; an empty one is accepted).
+        dir: PathBuf,
+        /// A machine: NAME=SSH_DEST[,address=IP][,root=PATH] (repeatable; the first takes the
+        /// reference plan's mainpc role, the second pc2's). Without it, the hosts of
+        /// ~/.ssh/config are offered.
+        #[arg(long = "host", value_name = "NAME=SSH_DEST[,address=IP][,root=PATH]")]
+        hosts: Vec<String>,
+        /// One hub and one Pushgateway on the first host instead of the reference plan.
+        #[arg(long)]
+        minimal: bool,
+    },
     /// Check plan, inventory, templates and migration files offline.
     Validate {
         /// The plan file (e.g. plans/phase2.toml).
@@ -95,6 +121,13 @@ pub enum Command {
     },
     /// Observe every host and show what apply would change (exit 0 in sync, 2 changes, 1 error).
     Diff { plan: PathBuf },
+    /// Check that every host has what the plan needs (exit 0 ready, 1 problems).
+    ///
+    /// Per host, over one SSH round trip: the programs the plan runs there (with the Debian
+    /// package of each one missing), the planned ports (free, or held by wavectl's own
+    /// programs), a writable root, disk space under it, the clock against this machine's; and
+    /// the secrets the plan needs. Each problem comes with the command that fixes it.
+    Doctor { plan: PathBuf },
     /// Apply the plan wave by wave.
     Apply {
         plan: PathBuf,
@@ -168,6 +201,33 @@ pub enum Command {
     /// Schema migrations: status, and the operator's decisions (accept, resolve, baseline).
     #[command(subcommand)]
     Migrations(migrations::Migrations),
+    /// Print the shell completion script (e.g. `wavectl completions bash >
+    /// /etc/bash_completion.d/wavectl`).
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write one man page per subcommand into DIR (for packaging).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+/// The shells `completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+impl CompletionShell {
+    fn shell(self) -> clap_complete::Shell {
+        match self {
+            CompletionShell::Bash => clap_complete::Shell::Bash,
+            CompletionShell::Zsh => clap_complete::Shell::Zsh,
+            CompletionShell::Fish => clap_complete::Shell::Fish,
+        }
+    }
 }
 
 /// Runs the command line and returns the process exit status.
@@ -175,9 +235,22 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let ctx = Context::new(&cli.global);
     let result = match &cli.command {
+        Command::Init {
+            dir,
+            hosts,
+            minimal,
+        } => init::run(
+            &ctx,
+            &init::Args {
+                dir,
+                hosts,
+                minimal: *minimal,
+            },
+        ),
         Command::Validate { plan } => validate::run(&ctx, plan),
         Command::Render { plan, host } => render::run(&ctx, plan, host.as_deref()),
         Command::Diff { plan } => diff::run(&ctx, plan),
+        Command::Doctor { plan } => doctor::run(&ctx, plan),
         Command::Apply {
             plan,
             run,
@@ -233,6 +306,8 @@ pub fn main() -> ExitCode {
         Command::Migrations(m) => migrations::run(&ctx, m),
         Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),
         Command::History => history::run(&ctx),
+        Command::Completions { shell } => completions::run(shell.shell()),
+        Command::Man { dir } => man::run(dir),
     };
     if let Err(e) = &result
         && !crate::exit::is_broken_pipe(e)

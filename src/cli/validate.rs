@@ -21,6 +21,12 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
         },
         Err(e) => return Err(e),
     };
+    print_summary(ctx, plan, &loaded);
+    Ok(Exit::Ok)
+}
+
+/// The one-line summary of a valid plan (a JSON document with `-o json`).
+pub fn print_summary(ctx: &Context, plan: &Path, loaded: &crate::load::Loaded) {
     let d = &loaded.desired;
     let count =
         |f: fn(&crate::primitive::HostDesired) -> usize| d.hosts.values().map(f).sum::<usize>();
@@ -48,7 +54,6 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
             summary["streams"]
         ),
     }
-    Ok(Exit::Ok)
 }
 
 fn problems_json(invalid: &Invalid) -> serde_json::Value {

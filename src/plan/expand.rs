@@ -776,10 +776,16 @@ impl<'a> Expander<'a> {
                 })
             })
             .collect();
+        // A `~` root is resolved with the host's home before anything reaches the host; offline
+        // (validate, render) the home stands for an absolute directory.
+        let unresolved = host.root.starts_with('~');
         let cwd = proc_.cwd.as_ref().map(|c| {
             let dir = self.render_field(c.get_ref(), &ctx, c.span(), &format!("{what} cwd"));
             self.checked(dir, c.span(), &format!("{what} cwd"), |v| {
-                crate::value::check_rendered_absolute(v)
+                match v.strip_prefix('~').filter(|_| unresolved) {
+                    Some(rest) => crate::value::check_rendered_absolute(&format!("/home{rest}")),
+                    None => crate::value::check_rendered_absolute(v),
+                }
             })
         });
         let mut env: Vec<serde_json::Value> = Vec::new();

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod apply;
 pub mod decide;
+pub mod doctor;
 pub mod events;
 pub mod generations;
 pub mod git;

@@ -79,6 +79,11 @@ impl Session {
         .await
     }
 
+    /// The session's connections, by host, for a command that runs its own script on each.
+    pub fn into_connections(self) -> BTreeMap<String, Result<Connection, TransportError>> {
+        self.hosts.into_iter().map(|(n, (_, c))| (n, c)).collect()
+    }
+
     pub async fn close(self) {
         join_all(
             self.hosts

@@ -79,11 +79,23 @@ pub enum Connection {
         host: String,
         session: Session,
         timeout: Duration,
+        /// The host's inventory `env`, exported before every script.
+        preamble: String,
     },
     Local {
         host: String,
         timeout: Duration,
+        preamble: String,
     },
+}
+
+/// The `export` lines of a host's inventory `env`.
+fn preamble(host: &InventoryHost) -> String {
+    let mut s = crate::backend::script::Script::new();
+    for (key, value) in &host.env {
+        s.export(key, value);
+    }
+    s.into_string()
 }
 
 /// Seconds an ssh control master with no session stays up.
@@ -105,6 +117,7 @@ pub async fn connect(
         Kind::Local => Ok(Connection::Local {
             host: name,
             timeout,
+            preamble: preamble(host),
         }),
         Kind::Ssh => {
             // `user@host:port` is split here: ssh itself would read `host:port` as a host name.
@@ -152,6 +165,7 @@ pub async fn connect(
                     host: name,
                     session,
                     timeout,
+                    preamble: preamble(host),
                 }),
             }
         }
@@ -211,6 +225,16 @@ impl Connection {
         script: &str,
         on_line: impl FnMut(&str),
     ) -> Result<ScriptOutput, TransportError> {
+        let preamble = match self {
+            Connection::Ssh { preamble, .. } | Connection::Local { preamble, .. } => preamble,
+        };
+        let full;
+        let script = if preamble.is_empty() {
+            script
+        } else {
+            full = format!("{preamble}{script}");
+            full.as_str()
+        };
         match self {
             Connection::Ssh { host, session, .. } => {
                 let ssh_err = |source| TransportError::Ssh {

@@ -18,6 +18,7 @@ const CORE: &[&str] = &[
     "src/diagnostic.rs",
     "src/toml_doc.rs",
     "src/run/decide.rs",
+    "src/scaffold.rs",
 ];
 
 const SHELL_ONLY: &[&str] = &["tokio", "openssh", "git2", "std::process", "Command::new"];

@@ -49,6 +49,11 @@ impl Lab {
             .expect("run scripts/lab")
     }
 
+    /// The lab's directory: `id_ed25519`, `known_hosts`, `ssh_config`, one directory per host.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn inventory(&self) -> PathBuf {
         self.dir.path().join("inventory.toml")
     }

@@ -8,6 +8,7 @@ mod core_is_pure;
 mod diff_snapshots;
 mod gates_lab;
 mod hostile_plans;
+mod init_lab;
 mod lab;
 mod local_transport;
 mod migrations_lab;
