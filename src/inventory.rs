@@ -20,6 +20,9 @@ pub struct Inventory {
     pub ssh_config: Option<String>,
     pub connect_timeout: Option<Dur>,
     pub command_timeout: Option<Dur>,
+    /// `--persist`: start ssh masters that stay up this long after their last use, for the
+    /// runs that follow (not an inventory field: it is how this run connects).
+    pub persist: Option<std::time::Duration>,
     pub hosts: Vec<Host>,
 }
 

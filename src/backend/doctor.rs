@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::backend::script::Script;
-use crate::backend::supervisord::{self, parse_status_line};
+use crate::backend::supervisord::{self, parse_proc_line};
 use crate::plan::schema::Plan;
 use crate::primitive::{Check, HostDesired, Probe};
 
@@ -94,6 +94,7 @@ pub fn needed_programs(desired: &HostDesired, probes: &[&Check]) -> Vec<String> 
                 need("bash");
                 need("timeout");
             }
+            Probe::AlertQuiet { .. } => need("curl"),
             Probe::Process { .. } | Probe::Command { .. } => {}
         }
     }
@@ -154,9 +155,9 @@ pub fn script(root: &str, programs: &[String]) -> String {
         .raw(supervisord::PIDFILE)
         .raw(")\" 2>/dev/null; then\n  printf 'supervisord %s\\n' \"$(cat ")
         .raw(supervisord::PIDFILE)
-        .raw(")\"\n  supervisorctl -c ")
-        .raw(supervisord::CONF)
-        .raw(" status 2>/dev/null | sed 's/^/proc /'\nfi\nexit 0");
+        .raw(")\"\n")
+        .raw(supervisord::FUNCTIONS)
+        .raw("  wv_procs 2>/dev/null | sed 's/^/proc /'\nfi\nexit 0");
     s.into_string()
 }
 
@@ -235,7 +236,7 @@ pub fn parse(stdout: &str) -> Report {
             }
             "supervisord" => r.supervisord = rest.trim().parse().ok(),
             "proc" => {
-                if let Some(s) = parse_status_line(rest)
+                if let Some(s) = parse_proc_line(rest)
                     && let Some(pid) = s.pid
                 {
                     r.programs.insert(pid, s.name);
@@ -540,7 +541,7 @@ mod tests {
             "listen LISTEN 0 4096 [::]:8222 [::]:*\n",
             "supervisord 30\n",
             "ppid 40 30\nppid 77 1\n",
-            "proc pushgateway-main RUNNING   pid 40, uptime 0:01:00\n",
+            "proc pushgateway-main RUNNING 40 1000 1060\n",
         );
         let r = parse(report);
         let ports = [9091, 9000, 4222, 8222].map(|port| PlannedPort {

@@ -41,6 +41,8 @@ pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
 pub fn script(root: &str, desired: &HostDesired) -> String {
     let mut s = Script::new();
     s.set("R", root);
+    // A root under `~` was rendered with a remembered home: the caller checks it against this.
+    s.raw("printf 'home %s\\n' \"$HOME\"\n");
     s.raw("for b in");
     for p in needed_programs(desired) {
         s.arg(p);
@@ -127,6 +129,8 @@ pub struct Observation {
     pub missing_programs: Vec<String>,
     pub state: Option<HostState>,
     pub lock: Option<Lock>,
+    /// `$HOME` of the login, as the host reported it (a root under `~` is under it).
+    pub home: Option<String>,
     /// The rollback that pinned the host, if one did.
     pub pin: Option<Pin>,
     /// The last journal line of a locked host: where its apply got to.
@@ -173,6 +177,7 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
     for line in stdout.lines() {
         let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
         match tag {
+            "home" if rest.starts_with('/') => o.home = Some(rest.to_string()),
             "bin" => {
                 if let Some(p) = rest.strip_prefix("missing ") {
                     o.missing_programs.push(p.to_string());

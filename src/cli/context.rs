@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::cli::{ColorChoice, Global, Output};
+use crate::cli::{ColorChoice, Global, Output, homes};
 use crate::load::{self, Loaded, NamedText, Request};
 use crate::repo::{GitTree, PlanRepo, WorkTree};
 use crate::run::observe::{Observed, observe_all};
@@ -18,6 +18,7 @@ pub struct Context {
     inventory: Option<std::path::PathBuf>,
     secrets_file: Option<std::path::PathBuf>,
     ssh_config: Option<std::path::PathBuf>,
+    persist: Option<std::time::Duration>,
 }
 
 impl Context {
@@ -35,6 +36,7 @@ impl Context {
             inventory: g.inventory.clone(),
             secrets_file: g.secrets_file.clone(),
             ssh_config: g.ssh_config.clone(),
+            persist: g.persist,
         }
     }
 
@@ -46,6 +48,7 @@ impl Context {
             inventory: None,
             secrets_file: self.secrets_file.clone(),
             ssh_config: self.ssh_config.clone(),
+            persist: self.persist,
         }
     }
 
@@ -104,6 +107,10 @@ impl Context {
         if !has_tilde_roots(&loaded) {
             return Ok(loaded);
         }
+        let remembered = homes::remembered(&loaded.inventory);
+        if homes::covers(&loaded.inventory, &remembered) {
+            return self.load_with_homes(plan, &remembered);
+        }
         let homes = self.runtime()?.block_on(async {
             let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
             let session = Session::connect(&loaded.inventory, &names).await;
@@ -111,6 +118,7 @@ impl Context {
             session.close().await;
             homes
         });
+        homes::remember(&loaded.inventory, &homes);
         self.load_with_homes(plan, &homes)
     }
 
@@ -137,8 +145,10 @@ impl Context {
     }
 
     /// Connects to every host of `loaded` (the plan as `load_at(plan, tree)` read it) and
-    /// observes it. A root under `~` is resolved on the same connection that then observes,
-    /// and the plan is loaded again with it.
+    /// observes it, one round trip per host. A root under `~` is rendered with the home this
+    /// machine remembers for the host; the observe script reports `$HOME`, and when it differs
+    /// (or nothing is remembered) the home is asked on the connection that then observes, the
+    /// plan is loaded again with it, and it is remembered.
     pub async fn observe(
         &self,
         plan: &Path,
@@ -149,9 +159,32 @@ impl Context {
             let observed = observe_all(&loaded).await;
             return Ok((loaded, observed));
         }
+        let remembered = homes::remembered(&loaded.inventory);
+        if homes::covers(&loaded.inventory, &remembered) {
+            let loaded = self.load_from(plan, tree, &remembered)?;
+            let observed = observe_all(&loaded).await;
+            let reported: std::collections::BTreeMap<String, String> = observed
+                .iter()
+                .filter_map(|o| Some((o.host.clone(), o.report.as_ref().ok()?.home.clone()?)))
+                .collect();
+            let moved = remembered
+                .iter()
+                .any(|(host, home)| reported.get(host).is_some_and(|r| r != home));
+            if !moved {
+                return Ok((loaded, observed));
+            }
+            futures::future::join_all(
+                observed
+                    .into_iter()
+                    .filter_map(|o| o.connection)
+                    .map(crate::transport::Connection::close),
+            )
+            .await;
+        }
         let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
         let session = Session::connect(&loaded.inventory, &names).await;
         let homes = session.homes(&loaded.inventory).await;
+        homes::remember(&loaded.inventory, &homes);
         let loaded = self.load_from(plan, tree, &homes)?;
         let observed = session.observe(&loaded).await;
         Ok((loaded, observed))
@@ -241,6 +274,7 @@ impl Context {
         if inv.ssh_config.is_none() {
             inv.ssh_config = self.ssh_config.as_ref().map(|p| p.display().to_string());
         }
+        inv.persist = self.persist;
     }
 }
 

@@ -8,6 +8,7 @@ mod context;
 mod diff;
 mod doctor;
 mod history;
+mod homes;
 mod init;
 mod man;
 mod migrations;
@@ -52,6 +53,11 @@ pub struct Global {
     /// ssh_config file for an inventory that names none (default: ssh's own ~/.ssh/config).
     #[arg(long, global = true, value_name = "FILE", env = "WAVECTL_SSH_CONFIG")]
     pub ssh_config: Option<PathBuf>,
+    /// Keep each host's ssh connection up this long after the run (e.g. `10m`), for scripted
+    /// runs that call wavectl several times in a row: the next run reuses it. A master the
+    /// operator's ssh_config provides (ControlPath) is always reused.
+    #[arg(long, global = true, value_name = "DURATION", env = "WAVECTL_PERSIST", value_parser = humantime::parse_duration)]
+    pub persist: Option<std::time::Duration>,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Human)]
     pub output: Output,

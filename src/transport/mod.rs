@@ -14,6 +14,7 @@ use crate::inventory::{Host as InventoryHost, Inventory, Transport as Kind};
 #[cfg(test)]
 pub mod fake;
 mod host;
+mod master;
 
 pub use host::Host;
 
@@ -81,6 +82,8 @@ pub enum Connection {
         timeout: Duration,
         /// The host's inventory `env`, exported before every script.
         preamble: String,
+        /// The master outlives this run (the operator's, or a `--persist` one): leave it up.
+        keep: bool,
     },
     Local {
         host: String,
@@ -129,6 +132,39 @@ pub async fn connect(
                 .connect_timeout
                 .as_ref()
                 .map_or(CONNECT_TIMEOUT, |d| d.value());
+            let target = master::Target {
+                destination: &destination,
+                port,
+                config: inventory.ssh_config.as_deref(),
+            };
+            // A master that outlives this run: the operator's own, an earlier `--persist`
+            // one, or one started now for `--persist`. Used as is, and left up.
+            let kept = match target.existing().await {
+                Some(ctl) => Some(Ok(ctl)),
+                None => match inventory.persist {
+                    Some(idle) => Some(target.start_persistent(idle, connect_timeout).await),
+                    None => None,
+                },
+            };
+            match kept {
+                Some(Ok(ctl)) => {
+                    return Ok(Connection::Ssh {
+                        host: name,
+                        session: Session::resume(ctl.into_boxed_path(), None),
+                        timeout,
+                        preamble: preamble(host),
+                        keep: true,
+                    });
+                }
+                Some(Err(reason)) => {
+                    return Err(TransportError::Connect {
+                        host: name,
+                        destination,
+                        reason,
+                    });
+                }
+                None => {}
+            }
             let mut b = SessionBuilder::default();
             if let Some(port) = port {
                 b.port(port);
@@ -164,6 +200,7 @@ pub async fn connect(
                 Ok(Ok(session)) => Ok(Connection::Ssh {
                     host: name,
                     session,
+                    keep: false,
                     timeout,
                     preamble: preamble(host),
                 }),
@@ -337,8 +374,18 @@ impl Connection {
     }
 
     pub async fn close(self) {
-        if let Connection::Ssh { session, .. } = self {
-            let _ = session.close().await;
+        match self {
+            Connection::Ssh {
+                session,
+                keep: true,
+                ..
+            } => {
+                let _ = session.detach();
+            }
+            Connection::Ssh { session, .. } => {
+                let _ = session.close().await;
+            }
+            Connection::Local { .. } => {}
         }
     }
 }

@@ -4,6 +4,7 @@ mod alerts_lab;
 mod alerts_validate;
 mod apply_lab;
 mod common;
+mod connections_lab;
 mod core_is_pure;
 mod diff_snapshots;
 mod gates_lab;
