@@ -79,16 +79,33 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 })
                 .collect(),
         };
-        let probes = futures::future::join_all(observed.iter().map(|o| {
+        let probes_of_hosts = futures::future::join_all(observed.iter().map(|o| {
             let probes = &probes;
             let loaded = &loaded;
             async move {
                 let checks = crate::run::probe::checks_of(loaded, &o.host);
-                let verdicts = futures::future::join_all(checks.iter().map(|c| probes.once(&c.probe))).await;
+                let list: Vec<_> = checks.iter().map(|c| &c.probe).collect();
+                let verdicts = if list.is_empty() { Vec::new() } else { probes.once_each(&o.host, &list).await };
                 (o.host.clone(), checks.into_iter().map(|c| c.name.clone()).zip(verdicts).collect::<Vec<_>>())
             }
-        }))
-        .await;
+        }));
+        // Asked while the probes run: each is one more exchange on an open connection.
+        let sources: Vec<_> = crate::backend::alerts::sources(&loaded.plan, &loaded.inventory)
+            .into_iter()
+            .filter(|s| s.kind == crate::backend::alerts::SourceKind::Alertmanager)
+            .collect();
+        let conns: std::collections::BTreeMap<String, &dyn crate::transport::Host> = observed
+            .iter()
+            .filter_map(|o| Some((o.host.clone(), o.connection.as_ref()? as &dyn crate::transport::Host)))
+            .collect();
+        let alerts = async {
+            if sources.is_empty() {
+                None
+            } else {
+                Some(crate::run::alerts::ask(&sources, &conns).await)
+            }
+        };
+        let (probes, answers) = futures::join!(probes_of_hosts, alerts);
         for (host, list) in &probes {
             if list.is_empty() {
                 continue;
@@ -103,17 +120,8 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
             }
         }
         // Firing alerts, from every alertmanager of the plan, counted by the host they are about.
-        let sources: Vec<_> = crate::backend::alerts::sources(&loaded.plan, &loaded.inventory)
-            .into_iter()
-            .filter(|s| s.kind == crate::backend::alerts::SourceKind::Alertmanager)
-            .collect();
-        if !sources.is_empty() {
-            let conns: std::collections::BTreeMap<String, &dyn crate::transport::Host> = observed
-                .iter()
-                .filter_map(|o| Some((o.host.clone(), o.connection.as_ref()? as &dyn crate::transport::Host)))
-                .collect();
-            let answers = crate::run::alerts::ask(&sources, &conns).await;
-            if let Some(counts) = crate::run::alerts::firing_per_host(&answers) {
+        if let Some(answers) = &answers {
+            if let Some(counts) = crate::run::alerts::firing_per_host(answers) {
                 for doc in docs.iter_mut().filter(|d| d["reachable"] == true) {
                     let host = doc["host"].as_str().unwrap_or_default().to_string();
                     let n = counts.get(&host).copied().unwrap_or(0);
@@ -125,6 +133,7 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
             }
         }
         drop(probes);
+        drop(conns);
         close_all(observed).await;
         let mut out = anstream::stdout().lock();
         match ctx.output {

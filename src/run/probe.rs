@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
 
+use crate::backend::script::Script;
 use crate::gate::{self, Verdict};
 use crate::load::Loaded;
 use crate::primitive::{Check, Probe};
@@ -54,6 +55,51 @@ impl Probes<'_> {
         }
     }
 
+    /// Runs each of `probes` (all probed from `host`) once, in one script: one exchange with
+    /// the host for all of them (`status`). Sections of the answer are cut at a line holding
+    /// a token made for this run, which no probe's output can know in advance.
+    pub async fn once_each(&self, host: &str, probes: &[&Probe]) -> Vec<Verdict> {
+        let Some((conn, root)) = self.hosts.get(host) else {
+            return probes
+                .iter()
+                .map(|_| Verdict::Fail(format!("host {host} is not connected")))
+                .collect();
+        };
+        let token = format!("wv-probe-{:016x}", rand_token());
+        let mut s = Script::new();
+        for (i, p) in probes.iter().enumerate() {
+            s.raw("printf '\\n%s %s\\n'")
+                .arg(&token)
+                .raw(" ")
+                .num(i as u64)
+                .raw("\n( ")
+                .script(&gate::script(p, root))
+                .raw(" ) </dev/null 2>/dev/null\n");
+        }
+        let out = match conn.run(s.as_str()).await {
+            Ok(out) => out.stdout,
+            Err(e) => {
+                return probes
+                    .iter()
+                    .map(|_| Verdict::Fail(e.to_string()))
+                    .collect();
+            }
+        };
+        let mut sections: BTreeMap<usize, &str> = BTreeMap::new();
+        let marker = format!("\n{token} ");
+        for part in out.split(marker.as_str()).skip(1) {
+            let (n, text) = part.split_once('\n').unwrap_or((part, ""));
+            if let Ok(n) = n.trim().parse() {
+                sections.insert(n, text);
+            }
+        }
+        probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| gate::judge(p, sections.get(&i).copied().unwrap_or("")))
+            .collect()
+    }
+
     /// Retries a check every `interval` until it passes or `timeout` has passed.
     pub async fn until(&self, check: &Check) -> Verdict {
         let start = Instant::now();
@@ -84,4 +130,18 @@ pub fn checks_of<'a>(loaded: &'a Loaded, host: &str) -> Vec<&'a Check> {
             .filter(|g| probe_host(&g.probe) == host),
     );
     out
+}
+
+/// A number no probe's output can predict: the clock's nanoseconds mixed with the process id
+/// through the standard library's randomly keyed hasher.
+fn rand_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
