@@ -41,6 +41,9 @@ pub struct Host {
     pub transport: Transport,
     #[serde(default)]
     pub vars: BTreeMap<EnvKey, Text>,
+    /// Groups the host belongs to: a plan's `hosts = "group:NAME"` picks their members.
+    #[serde(default)]
+    pub groups: Vec<Spanned<Ident>>,
 }
 
 /// The process supervisor a host runs its programs under. Only supervisord is built; the
@@ -81,6 +84,14 @@ const TOP_LEVEL: &[&str] = &["ssh_config", "connect_timeout", "command_timeout",
 impl Inventory {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name.get_ref() == name)
+    }
+
+    /// Every group some host belongs to, sorted.
+    pub fn groups(&self) -> std::collections::BTreeSet<&str> {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.groups.iter().map(|g| g.get_ref().as_str()))
+            .collect()
     }
 }
 
