@@ -215,3 +215,173 @@ fn list(items: impl Iterator<Item = String>) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::diagnostic::Diagnostic;
+    use crate::inventory::parse_inventory;
+    use crate::plan::expand::{Inputs, expand};
+    use crate::plan::load::parse_plan;
+    use crate::plan::validate::validate;
+    use crate::primitive::{Desired, Probe};
+    use crate::render::Templates;
+
+    const INVENTORY: &str = r#"
+[[host]]
+name = "mainpc"
+ssh = "mainpc"
+address = "127.0.10.2"
+root = "/srv/wv/mainpc"
+
+[[host]]
+name = "pc2"
+ssh = "pc2"
+address = "127.0.10.3"
+root = "/srv/wv/pc2"
+groups = ["edge"]
+
+[[host]]
+name = "pc3"
+ssh = "pc3"
+address = "127.0.10.4"
+root = "/srv/wv/pc3"
+groups = ["edge", "lab"]
+"#;
+
+    /// The offline pipeline of `load.rs`, without a repo: parse, instantiate, validate, expand.
+    fn desired(plan: &str) -> Result<Desired, Vec<Diagnostic>> {
+        let (mut plan, diags) = parse_plan("p.toml", plan);
+        assert!(diags.is_empty(), "{diags:?}");
+        let (inv, diags) = parse_inventory("lab.toml", INVENTORY);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut diags = super::instantiate("p.toml", &mut plan, &inv);
+        diags.extend(validate("p.toml", &plan, &inv, &BTreeSet::new()));
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let templates = Templates::load(&crate::render::builtins(), &BTreeMap::new())?;
+        let inputs = Inputs {
+            file: "p.toml",
+            inventory: &inv,
+            templates: &templates,
+            migration_files: &BTreeMap::new(),
+            secrets: &BTreeMap::new(),
+        };
+        expand(&plan, &inputs)
+    }
+
+    fn messages(plan: &str) -> Vec<String> {
+        match desired(plan) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.into_iter().map(|d| d.message).collect(),
+        }
+    }
+
+    const EXPORTER: &str = r#"version = 1
+name = "t"
+
+[[process]]
+name = "exporter"
+hosts = ["mainpc", "pc2"]
+command = ["/usr/bin/exporter", "--listen={{ host.address }}:9100", "--name={{ host.name }}"]
+env = { SOURCE = "{{ host.name }}" }
+listen = [9100]
+health = { http = { url = "http://{{ host.address }}:9100/" } }
+"#;
+
+    #[test]
+    fn one_process_on_two_hosts_is_one_program_per_host_with_its_own_host_context() {
+        let d = desired(EXPORTER).expect("valid");
+        assert_eq!(
+            d.hosts.keys().collect::<Vec<_>>(),
+            ["mainpc", "pc2"],
+            "pc3 is not named"
+        );
+        let mut shown = String::new();
+        for (host, h) in &d.hosts {
+            let p = h
+                .processes
+                .iter()
+                .find(|p| p.name == "exporter")
+                .expect("the exporter on every host");
+            assert_eq!(p.origin.resource, "process.exporter");
+            shown.push_str(&format!("## {host}: {}\n", p.command.join(" ")));
+            for f in h
+                .files
+                .iter()
+                .filter(|f| f.origin.resource == "process.exporter")
+            {
+                shown.push_str(&format!("### {}\n{}", f.path, f.content));
+            }
+            let health: Vec<_> = h.checks.iter().map(|c| &c.probe).collect();
+            assert!(
+                matches!(health.as_slice(), [Probe::Http { host: probe_host, url, .. }]
+                    if probe_host == host && url == &format!("http://{}:9100/", if host == "mainpc" { "127.0.10.2" } else { "127.0.10.3" })),
+                "{host}: {health:?}"
+            );
+        }
+        insta::assert_snapshot!(shown);
+    }
+
+    #[test]
+    fn selectors_pick_every_host_or_a_group_in_inventory_order() {
+        let plan = |hosts: &str| {
+            format!(
+                "version = 1\nname = \"t\"\n[[process]]\nname = \"x\"\nhosts = {hosts}\ncommand = [\"/bin/true\"]\n"
+            )
+        };
+        let on = |hosts: &str| -> Vec<String> {
+            desired(&plan(hosts))
+                .expect("valid")
+                .hosts
+                .iter()
+                .filter(|(_, h)| h.processes.iter().any(|p| p.name == "x"))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        assert_eq!(on("\"*\""), ["mainpc", "pc2", "pc3"]);
+        assert_eq!(on("\"group:edge\""), ["pc2", "pc3"]);
+        assert_eq!(on("[\"mainpc\", \"group:lab\"]"), ["mainpc", "pc3"]);
+        // Overlapping selectors pick a host once.
+        assert_eq!(on("[\"group:edge\", \"group:lab\"]"), ["pc2", "pc3"]);
+    }
+
+    #[test]
+    fn the_same_name_on_two_hosts_is_fine_twice_on_one_host_is_not() {
+        let two = "version = 1\nname = \"t\"\n[[process]]\nname = \"x\"\nhost = \"mainpc\"\ncommand = [\"/bin/true\"]\n[[process]]\nname = \"x\"\nhost = \"pc2\"\ncommand = [\"/bin/true\"]\n";
+        assert_eq!(messages(two), Vec::<String>::new());
+        let clash = "version = 1\nname = \"t\"\n[[process]]\nname = \"x\"\nhosts = \"*\"\ncommand = [\"/bin/true\"]\n[[process]]\nname = \"x\"\nhost = \"pc2\"\ncommand = [\"/bin/true\"]\n";
+        assert_eq!(
+            messages(clash),
+            [
+                "duplicate process name `x` on host `pc2`, expected each process to have a unique name on its host"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_host_selector_in_a_wave_takes_the_instances_of_that_host_only() {
+        let plan = format!(
+            "{EXPORTER}\n[[wave]]\nname = \"canary\"\nselect = [\"host.pc2\"]\n\n[[wave]]\nname = \"rest\"\nselect = [\"process.exporter\"]\n"
+        );
+        let d = desired(&plan).expect("valid");
+        let wave = |host: &str| d.hosts[host].processes[0].origin.wave.clone();
+        assert_eq!(wave("pc2"), "canary");
+        assert_eq!(wave("mainpc"), "rest");
+    }
+
+    #[test]
+    fn a_process_probe_names_a_process_on_its_own_host() {
+        let plan = format!(
+            "{EXPORTER}\n[[wave]]\nname = \"w\"\nselect = [\"process.*\"]\n[[wave.gate]]\nprocess = {{ host = \"pc2\", name = \"exporter\" }}\n[[wave.gate]]\nprocess = {{ host = \"pc3\", name = \"exporter\" }}\n"
+        );
+        assert_eq!(
+            messages(&plan),
+            [
+                "process probe names `exporter` on host `pc3`, which does not run it; expected one of its hosts: `mainpc`, `pc2`"
+            ]
+        );
+    }
+}
