@@ -844,8 +844,21 @@ impl<'a> Expander<'a> {
             origin: origin.clone(),
         };
         self.add_process(proc_.host.get_ref(), p);
+        // A process on many hosts has a health check on each: its name says whose it is, in
+        // gate lines and failures.
+        let instances = self
+            .plan
+            .processes
+            .iter()
+            .filter(|p| p.name.get_ref() == name)
+            .count();
+        let check_name = if instances > 1 {
+            format!("process {name} health on {}", proc_.host.get_ref())
+        } else {
+            format!("process {name} health")
+        };
         if let Some(h) = &proc_.health
-            && let Some(check) = self.check(&format!("process {name} health"), h.get_ref())
+            && let Some(check) = self.check(&check_name, h.get_ref())
         {
             self.add_check(proc_.host.get_ref(), check, &origin);
         }

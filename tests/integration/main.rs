@@ -10,6 +10,7 @@ mod gates_lab;
 mod hostile_plans;
 mod lab;
 mod local_transport;
+mod many_hosts;
 mod migrations_lab;
 mod nats_cluster;
 mod render_tools;
