@@ -213,6 +213,24 @@ fn a_process_on_every_host_runs_once_on_each_and_each_instance_is_named_with_its
         assert_eq!(starts[0]["action"], "start", "{host}: {h}");
     }
 
+    // The human diff: under each host's heading, the exporter's start.
+    let human = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(human.code, 2, "{}{}", human.stdout, human.stderr);
+    for host in HOSTS {
+        let section: String = human
+            .stdout
+            .split_inclusive('\n')
+            .skip_while(|l| l.trim_end() != host)
+            .skip(1)
+            .take_while(|l| l.starts_with(' '))
+            .collect();
+        assert!(
+            section.contains("    + process exporter: start (new)\n"),
+            "{host}:\n{}",
+            human.stdout
+        );
+    }
+
     let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
     assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
 
@@ -252,7 +270,7 @@ fn a_process_on_every_host_runs_once_on_each_and_each_instance_is_named_with_its
         // The pid is a live `sleep` of that host's own user.
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
             .unwrap_or_else(|e| panic!("pid {pid} of {host}: {e}"));
-        assert_eq!(cmdline, b"sleep\0100000\0", "pid {pid} of {host}");
+        assert_eq!(cmdline, b"sleep\x00100000\x00", "pid {pid} of {host}");
         let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         let uid = lab.ssh(host, "id -u");
         assert!(
