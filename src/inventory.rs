@@ -49,6 +49,9 @@ pub struct Host {
     /// inherits it.
     #[serde(default)]
     pub env: BTreeMap<EnvKey, Text>,
+    /// Groups the host belongs to: a plan's `hosts = "group:NAME"` picks their members.
+    #[serde(default)]
+    pub groups: Vec<Spanned<Ident>>,
 }
 
 /// The process supervisor a host runs its programs under. Only supervisord is built; the
@@ -89,6 +92,14 @@ const TOP_LEVEL: &[&str] = &["ssh_config", "connect_timeout", "command_timeout",
 impl Inventory {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name.get_ref() == name)
+    }
+
+    /// Every group some host belongs to, sorted.
+    pub fn groups(&self) -> std::collections::BTreeSet<&str> {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.groups.iter().map(|g| g.get_ref().as_str()))
+            .collect()
     }
 }
 

@@ -170,7 +170,7 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
     };
     sources.add(&inventory.name, &inventory.text);
 
-    let (plan, mut diags) = parse_plan(&plan_name, &plan_text);
+    let (mut plan, mut diags) = parse_plan(&plan_name, &plan_text);
     let (mut inv, inv_diags) = inventory::parse_inventory(&inventory.name, &inventory.text);
     diags.extend(inv_diags);
     for h in &mut inv.hosts {
@@ -217,7 +217,8 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
         .collect();
     let secret_values = secrets::resolve(&names, req.env, &secret_file_values);
     let provided = secret_values.keys().cloned().collect();
-    let diags = validate(&plan_name, &plan, &inv, &provided);
+    let mut diags = crate::plan::instances::instantiate(&plan_name, &mut plan, &inv);
+    diags.extend(validate(&plan_name, &plan, &inv, &provided));
     if !diags.is_empty() {
         return fail(diags, sources);
     }

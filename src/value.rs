@@ -159,6 +159,18 @@ fn ident(text: &str) -> Result<(), String> {
     }
 }
 
+fn host_selector(text: &str) -> Result<(), String> {
+    let name = text.strip_prefix("group:").unwrap_or(text);
+    if text == "*" || ident(name).is_ok() {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid host selector `{}`, expected a host name, `*` (every host of the inventory) or `group:NAME` (the hosts of an inventory group)",
+            shown(text)
+        ))
+    }
+}
+
 fn env_key(text: &str) -> Result<(), String> {
     let ok = text.len() <= 128
         && text
@@ -360,6 +372,11 @@ value_type!(
     ident
 );
 value_type!(
+    /// One entry of a resource's `hosts`: a host name, `*` or `group:NAME`.
+    HostSelector,
+    host_selector
+);
+value_type!(
     /// An environment variable or secret name (`[A-Za-z_][A-Za-z0-9_]*`).
     EnvKey,
     env_key
@@ -414,6 +431,26 @@ value_type!(
     Subject,
     subject
 );
+
+/// What a [`HostSelector`] picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPick<'a> {
+    Every,
+    Group(&'a str),
+    Host(&'a str),
+}
+
+impl HostSelector {
+    pub fn pick(&self) -> HostPick<'_> {
+        match self.0.as_str() {
+            "*" => HostPick::Every,
+            s => match s.strip_prefix("group:") {
+                Some(g) => HostPick::Group(g),
+                None => HostPick::Host(s),
+            },
+        }
+    }
+}
 
 impl SshDest {
     /// The destination handed to ssh (`user@host`) and the port, when one was given.

@@ -10,7 +10,7 @@ use tera::Context;
 use crate::diagnostic::Diagnostic;
 use crate::inventory::{Host, Inventory};
 use crate::plan::migrations;
-use crate::plan::resource::{Kind, ResourceId, agent_program};
+use crate::plan::resource::{Instance, Kind, ResourceId, agent_program};
 use crate::plan::schema::{Batch, Gate, Hub, NatsNode, Plan, ProbeRef, Process, Stream};
 use crate::plan::validate::parse_mode;
 use crate::plan::waves::{self, IMPLICIT_WAVE};
@@ -37,8 +37,8 @@ mod alerting;
 struct Expander<'a> {
     plan: &'a Plan,
     inputs: &'a Inputs<'a>,
-    /// Resource -> wave name.
-    waves: BTreeMap<ResourceId, String>,
+    /// Resource on its host -> wave name.
+    waves: BTreeMap<Instance, String>,
     /// Wave names in run order.
     wave_order: Vec<String>,
     hosts: BTreeMap<String, HostDesired>,
@@ -61,11 +61,11 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
         .resources()
         .into_iter()
         .map(|r| {
-            let wave = match assignment.get(&r.id()) {
+            let wave = match assignment.get(&r.instance()) {
                 Some(&w) => plan.waves[w].name.get_ref().to_string(),
                 None => IMPLICIT_WAVE.to_string(),
             };
-            (r.id(), wave)
+            (r.instance(), wave)
         })
         .collect();
     let wave_order = if plan.waves.is_empty() {
@@ -168,18 +168,20 @@ impl<'a> Expander<'a> {
         self.inputs.inventory.host(name)
     }
 
-    fn origin(&self, kind: Kind, name: &str) -> Origin {
+    /// The wave and resource of what `name` of `kind` puts on `host`.
+    fn origin(&self, kind: Kind, name: &str, host: &str) -> Origin {
         let id = ResourceId {
             kind,
             name: name.to_string(),
         };
+        let resource = id.to_string();
         Origin {
             wave: self
                 .waves
-                .get(&id)
+                .get(&(id, host.to_string()))
                 .cloned()
                 .unwrap_or_else(|| IMPLICIT_WAVE.into()),
-            resource: id.to_string(),
+            resource,
         }
     }
 
@@ -328,7 +330,7 @@ impl<'a> Expander<'a> {
             return;
         };
         let name = hub.name.get_ref();
-        let origin = self.origin(Kind::Hub, name);
+        let origin = self.origin(Kind::Hub, name, hub.host.get_ref());
         let plan = self.plan;
         let mut scrape = vec![json!({
             "name": format!("prometheus-{name}"),
@@ -500,7 +502,7 @@ impl<'a> Expander<'a> {
             return;
         };
         let name = gw.name.get_ref();
-        let origin = self.origin(Kind::Pushgateway, name);
+        let origin = self.origin(Kind::Pushgateway, name, gw.host.get_ref());
         let command = vec![
             "prometheus-pushgateway".to_string(),
             format!("--web.listen-address={}", listen(host, *gw.port.get_ref())),
@@ -526,7 +528,7 @@ impl<'a> Expander<'a> {
         };
         let plan = self.plan;
         let name = node.name.get_ref();
-        let origin = self.origin(Kind::Nats, name);
+        let origin = self.origin(Kind::Nats, name, node.host.get_ref());
         let cluster = node.cluster.as_ref().map(|c| {
             let routes: Vec<String> = plan
                 .nats
@@ -664,7 +666,7 @@ impl<'a> Expander<'a> {
             server: node.name.get_ref().to_string(),
             monitor,
             config: self.stream_config(s),
-            origin: self.origin(Kind::Stream, s.name.get_ref()),
+            origin: self.origin(Kind::Stream, s.name.get_ref(), node.host.get_ref()),
         };
         if let Some(h) = self.hosts.get_mut(node.host.get_ref().as_str()) {
             h.streams.push(spec);
@@ -676,7 +678,7 @@ impl<'a> Expander<'a> {
             return;
         };
         let plan = self.plan;
-        let origin = self.origin(Kind::Batch, b.name.get_ref());
+        let origin = self.origin(Kind::Batch, b.name.get_ref(), b.host.get_ref());
         let hub_url = |name: &str| -> String {
             plan.hubs
                 .iter()
@@ -761,7 +763,7 @@ impl<'a> Expander<'a> {
             return;
         };
         let name = proc_.name.get_ref();
-        let origin = self.origin(Kind::Process, name);
+        let origin = self.origin(Kind::Process, name, proc_.host.get_ref());
         let ctx = self.context(host);
         let what = format!("process `{name}`");
         let command = proc_
@@ -848,8 +850,21 @@ impl<'a> Expander<'a> {
             origin: origin.clone(),
         };
         self.add_process(proc_.host.get_ref(), p);
+        // A process on many hosts has a health check on each: its name says whose it is, in
+        // gate lines and failures.
+        let instances = self
+            .plan
+            .processes
+            .iter()
+            .filter(|p| p.name.get_ref() == name)
+            .count();
+        let check_name = if instances > 1 {
+            format!("process {name} health on {}", proc_.host.get_ref())
+        } else {
+            format!("process {name} health")
+        };
         if let Some(h) = &proc_.health
-            && let Some(check) = self.check(&format!("process {name} health"), h.get_ref())
+            && let Some(check) = self.check(&check_name, h.get_ref())
         {
             self.add_check(proc_.host.get_ref(), check, &origin);
         }
@@ -872,7 +887,7 @@ impl<'a> Expander<'a> {
                         engine: m.engine,
                         path,
                         migrations: list,
-                        origin: self.origin(Kind::Migration, m.name.get_ref()),
+                        origin: self.origin(Kind::Migration, m.name.get_ref(), m.host.get_ref()),
                     };
                     if let Some(h) = self.hosts.get_mut(m.host.get_ref().as_str()) {
                         h.databases.push(spec);
@@ -893,7 +908,7 @@ impl<'a> Expander<'a> {
             let Some(host) = self.host(f.host.get_ref()) else {
                 continue;
             };
-            let origin = self.origin(Kind::File, f.name.get_ref());
+            let origin = self.origin(Kind::File, f.name.get_ref(), f.host.get_ref());
             let ctx = self.context(host);
             let content = match (&f.template, &f.content) {
                 (Some(t), _) if !self.inputs.templates.contains(t.get_ref()) => {

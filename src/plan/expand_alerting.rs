@@ -116,8 +116,19 @@ impl Expander<'_> {
                 continue;
             };
             let n = p.name.get_ref();
-            let job = format!("{JOB_HEALTH}{n}");
             let host = p.host.get_ref();
+            // Job names are unique in a Prometheus config: a process on many hosts gets one
+            // job per host.
+            let on_hosts = plan
+                .processes
+                .iter()
+                .filter(|q| q.name.get_ref() == n)
+                .count();
+            let job = if on_hosts > 1 {
+                format!("{JOB_HEALTH}{n}@{host}")
+            } else {
+                format!("{JOB_HEALTH}{n}")
+            };
             match probe {
                 ProbeRef::Http(h) => {
                     let target = self
@@ -159,7 +170,7 @@ impl Expander<'_> {
             return;
         };
         let name = bb.name.get_ref();
-        let origin = self.origin(Kind::Blackbox, name);
+        let origin = self.origin(Kind::Blackbox, name, bb.host.get_ref());
         let mut ctx = self.context(host);
         ctx.insert("blackbox", &json!({ "name": name }));
         let path = format!("files/blackbox/{name}.yml");
@@ -196,7 +207,7 @@ impl Expander<'_> {
         };
         let plan = self.plan;
         let name = am.name.get_ref();
-        let origin = self.origin(Kind::Alertmanager, name);
+        let origin = self.origin(Kind::Alertmanager, name, am.host.get_ref());
         let mut ctx = self.context(host);
         let receivers: Vec<Value> = am
             .receivers

@@ -2,6 +2,7 @@
 
 pub mod expand;
 pub mod health;
+pub mod instances;
 pub mod load;
 pub mod migrations;
 pub mod resource;

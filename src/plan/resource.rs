@@ -59,6 +59,11 @@ impl Kind {
         }
     }
 
+    /// Kinds whose entries may run on many hosts (`hosts`): their names are unique per host.
+    pub fn is_per_host(self) -> bool {
+        matches!(self, Kind::Process | Kind::File)
+    }
+
     pub fn from_key(key: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.key() == key)
     }
@@ -80,7 +85,16 @@ impl Resource {
             name: self.name.clone(),
         }
     }
+
+    /// The resource on its host: one of the instances of a resource with `hosts`.
+    pub fn instance(&self) -> Instance {
+        (self.id(), self.host.clone())
+    }
 }
+
+/// A resource on one host: what a wave deploys (a selector `host.NAME` takes the instances of
+/// one host only).
+pub type Instance = (ResourceId, String);
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResourceId {

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 use crate::units::{Dur, Size};
-use crate::value::{Arg, EnvKey, HostPath, Ident, Line, RelPath, Subject, TemplateName, Text};
+use crate::value::{
+    Arg, EnvKey, HostPath, HostSelector, Ident, Line, RelPath, Subject, TemplateName, Text,
+};
 
 /// A name or a reference to one, with its position.
 pub type Name = Spanned<Ident>;
@@ -300,12 +302,15 @@ pub struct Batch {
     pub heartbeat_interval: Dur,
 }
 
-/// One entry of the PM2-like process list.
-#[derive(Debug, Deserialize)]
+/// One entry of the PM2-like process list. It names exactly one of `host` or `hosts`; after
+/// `plan::instances` each entry is one instance on one host (`host` set, `hosts` kept).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Process {
     pub name: Name,
+    #[serde(default = "no_host")]
     pub host: Name,
+    pub hosts: Option<Spanned<Hosts>>,
     pub command: Spanned<Vec<Arg>>,
     /// Working directory: an absolute path on the host once templates are rendered.
     pub cwd: Option<Spanned<Arg>>,
@@ -389,12 +394,15 @@ pub enum Engine {
     Sqlite,
 }
 
-/// A file the plan puts on a host, from a template or literal content.
-#[derive(Debug, Deserialize)]
+/// A file the plan puts on a host, from a template or literal content; like a process, on
+/// `host` or on every host of `hosts`.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanFile {
     pub name: Name,
+    #[serde(default = "no_host")]
     pub host: Name,
+    pub hosts: Option<Spanned<Hosts>>,
     /// Relative to the host root's `files/`.
     pub path: Spanned<RelPath>,
     pub template: Option<Spanned<TemplateName>>,
@@ -431,7 +439,7 @@ pub enum OnFailure {
 
 /// A gate or health check: exactly one probe key, retried every `interval` until it passes or
 /// `timeout` runs out.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
     pub http: Option<HttpProbe>,
@@ -460,6 +468,16 @@ pub enum ProbeRef<'a> {
 }
 
 impl Gate {
+    /// The host a probe runs on, for the probes that name one.
+    pub fn probe_host_mut(&mut self) -> Vec<&mut Name> {
+        let mut out = Vec::new();
+        out.extend(self.http.as_mut().map(|p| &mut p.host));
+        out.extend(self.tcp.as_mut().map(|p| &mut p.host));
+        out.extend(self.process.as_mut().map(|p| &mut p.host));
+        out.extend(self.command.as_mut().map(|p| &mut p.host));
+        out
+    }
+
     /// Every probe key that is set (validation requires exactly one).
     pub fn probes(&self) -> Vec<ProbeRef<'_>> {
         let mut out = Vec::new();
@@ -477,6 +495,8 @@ impl Gate {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpProbe {
+    /// Inside a process's `health`: the process's host when not given.
+    #[serde(default = "no_host")]
     pub host: Name,
     pub url: Arg,
     #[serde(default = "default_status")]
@@ -487,6 +507,8 @@ pub struct HttpProbe {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProbe {
+    /// Inside a process's `health`: the process's host when not given.
+    #[serde(default = "no_host")]
     pub host: Name,
     pub port: u16,
 }
@@ -494,6 +516,8 @@ pub struct TcpProbe {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessProbe {
+    /// Inside a process's `health`: the process's host when not given.
+    #[serde(default = "no_host")]
     pub host: Name,
     pub name: Name,
     #[serde(default = "default_soak")]
@@ -518,6 +542,8 @@ pub struct PromQueryProbe {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandProbe {
+    /// Inside a process's `health`: the process's host when not given.
+    #[serde(default = "no_host")]
     pub host: Name,
     pub run: Vec<Arg>,
 }
@@ -529,6 +555,49 @@ pub struct AlertQuietProbe {
     pub alertmanager: Name,
     #[serde(default)]
     pub max_firing: u64,
+}
+
+/// Where a resource runs when it names several hosts: `hosts = ["a", "b"]`, `hosts = "*"`,
+/// `hosts = "group:edge"`, or a list mixing them. A single string is one selector.
+#[derive(Debug, Clone, Default)]
+pub struct Hosts(pub Vec<Spanned<HostSelector>>);
+
+impl<'de> Deserialize<'de> for Hosts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Hosts;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of host names or selectors, or one selector (`\"*\"`, `\"group:NAME\"`)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Hosts, E> {
+                // The span is the whole value's: `plan::instances` puts it in.
+                let one = HostSelector::new(v).map_err(E::custom)?;
+                Ok(Hosts(vec![Spanned::new(0..0, one)]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Hosts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<HostSelector>>()? {
+                    out.push(item);
+                }
+                Ok(Hosts(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `host` when a resource gives `hosts` instead: empty, at no position.
+fn no_host() -> Name {
+    Spanned::new(0..0, Ident::default())
+}
+
+/// True for the `host` of an entry that did not write one.
+pub fn is_no_host(host: &Name) -> bool {
+    host.get_ref().is_empty() && host.span().is_empty()
 }
 
 fn default_evaluation_interval() -> Dur {

@@ -58,12 +58,31 @@ impl Checker<'_> {
 
     fn duplicate_names(&mut self) {
         let resources = self.plan.resources();
-        let mut seen: BTreeMap<(Kind, &str), usize> = BTreeMap::new();
+        let mut seen: BTreeMap<(Kind, &str, &str), usize> = BTreeMap::new();
         for r in &resources {
+            // Processes and files may run on many hosts: their names are unique per host.
+            let host = if r.kind.is_per_host() {
+                r.host.as_str()
+            } else {
+                ""
+            };
             if seen
-                .insert((r.kind, r.name.as_str()), r.span.start)
+                .insert((r.kind, r.name.as_str(), host), r.span.start)
                 .is_some()
             {
+                if r.kind.is_per_host() {
+                    self.error(
+                        r.span.clone(),
+                        format!(
+                            "duplicate {} name `{}` on host `{}`, expected each {} to have a unique name on its host",
+                            r.kind.key(),
+                            r.name,
+                            r.host,
+                            r.kind.key()
+                        ),
+                    );
+                    continue;
+                }
                 self.error(
                     r.span.clone(),
                     format!(
@@ -92,6 +111,10 @@ impl Checker<'_> {
         for p in self.plan.programs() {
             let key = (p.host.clone(), p.name.clone());
             if let Some(first) = programs.get(&key) {
+                if p.resource.kind == Kind::Process && *first == p.resource {
+                    // A process twice on one host: reported above as a duplicate name.
+                    continue;
+                }
                 let msg = format!(
                     "{} needs the program name `{}` on host `{}`, which {first} already uses; expected unique names per host",
                     p.resource, p.name, p.host
@@ -104,6 +127,10 @@ impl Checker<'_> {
     }
 
     fn host_exists(&mut self, host: &crate::plan::schema::Name, what: &str) {
+        // An entry whose `hosts` did not resolve was reported by `plan::instances`.
+        if crate::plan::schema::is_no_host(host) {
+            return;
+        }
         if self.inventory.host(host.get_ref()).is_none() {
             let known = self
                 .inventory
@@ -683,11 +710,17 @@ impl Checker<'_> {
             Ok(order) if !plan.waves.is_empty() => {
                 let assigned = waves::assign(plan, &order);
                 for r in &resources {
-                    if !assigned.contains_key(&r.id()) {
+                    if !assigned.contains_key(&r.instance()) {
+                        let instances = resources.iter().filter(|x| x.id() == r.id()).count();
+                        let on = if instances > 1 {
+                            format!(" on host `{}`", r.host)
+                        } else {
+                            String::new()
+                        };
                         self.error(
                             r.span.clone(),
                             format!(
-                                "{} is selected by no wave, expected a wave to `select` it",
+                                "{}{on} is selected by no wave, expected a wave to `select` it",
                                 r.id()
                             ),
                         );
@@ -707,6 +740,20 @@ impl Checker<'_> {
             );
         }
         for probe in probes {
+            let host = match probe {
+                ProbeRef::Http(p) => Some(&p.host),
+                ProbeRef::Tcp(p) => Some(&p.host),
+                ProbeRef::Process(p) => Some(&p.host),
+                ProbeRef::Command(p) => Some(&p.host),
+                _ => None,
+            };
+            if host.is_some_and(crate::plan::schema::is_no_host) {
+                self.error(
+                    gate.span(),
+                    "missing field `host` in the probe, expected the host it runs on (only a process's `health` defaults to the process's host)",
+                );
+                continue;
+            }
             match probe {
                 ProbeRef::Http(p) => self.host_exists(&p.host, "http probe"),
                 ProbeRef::Tcp(p) => self.host_exists(&p.host, "tcp probe"),
@@ -718,11 +765,28 @@ impl Checker<'_> {
                 }
                 ProbeRef::Process(p) => {
                     self.host_exists(&p.host, "process probe");
-                    let known = self
-                        .plan
-                        .programs()
+                    let programs = self.plan.programs();
+                    let known = programs.iter().any(|x| x.name == *p.name.get_ref());
+                    let on_host = programs
                         .iter()
-                        .any(|x| x.name == *p.name.get_ref());
+                        .any(|x| x.name == *p.name.get_ref() && x.host == *p.host.get_ref());
+                    let host_known = self.inventory.host(p.host.get_ref()).is_some();
+                    if known && !on_host && host_known {
+                        let hosts: Vec<String> = programs
+                            .iter()
+                            .filter(|x| x.name == *p.name.get_ref())
+                            .map(|x| format!("`{}`", x.host))
+                            .collect();
+                        self.error(
+                            p.name.span(),
+                            format!(
+                                "process probe names `{}` on host `{}`, which does not run it; expected one of its hosts: {}",
+                                p.name.get_ref(),
+                                p.host.get_ref(),
+                                hosts.join(", ")
+                            ),
+                        );
+                    }
                     if !known {
                         self.error(
                             p.name.span(),

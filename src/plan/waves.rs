@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::plan::resource::{ResourceId, Selector};
+use crate::plan::resource::{Instance, Selector};
 use crate::plan::schema::Plan;
 
 /// The name of the single wave of a plan that declares none.
@@ -61,9 +61,9 @@ fn find_cycle(deps: &[Vec<usize>], done: &[bool]) -> Vec<usize> {
     }
 }
 
-/// For every resource, the index (into `plan.waves`) of the wave that deploys it; resources no
-/// wave selects are absent. `order` is the run order from [`order`].
-pub fn assign(plan: &Plan, order: &[usize]) -> BTreeMap<ResourceId, usize> {
+/// For every resource on each of its hosts, the index (into `plan.waves`) of the wave that
+/// deploys it; instances no wave selects are absent. `order` is the run order from [`order`].
+pub fn assign(plan: &Plan, order: &[usize]) -> BTreeMap<Instance, usize> {
     let mut out = BTreeMap::new();
     for r in plan.resources() {
         let wave = order.iter().copied().find(|&w| {
@@ -74,7 +74,7 @@ pub fn assign(plan: &Plan, order: &[usize]) -> BTreeMap<ResourceId, usize> {
                 .any(|s| s.matches(&r))
         });
         if let Some(w) = wave {
-            out.insert(r.id(), w);
+            out.insert(r.instance(), w);
         }
     }
     out

@@ -12,6 +12,7 @@ mod hostile_plans;
 mod init_lab;
 mod lab;
 mod local_transport;
+mod many_hosts;
 mod migrations_lab;
 mod nats_cluster;
 mod render_tools;
