@@ -306,7 +306,7 @@ fn init_writes_a_committed_repo_that_validates_and_refuses_bad_host_values() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("plans/phase2.toml: ok: plan phase2-resilience with 2 hosts, 8 waves"),
+        stdout.contains("plans/phase2.toml: ok: plan phase2-resilience with 2 hosts, 9 waves"),
         "{stdout}"
     );
     assert!(
