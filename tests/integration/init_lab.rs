@@ -350,7 +350,7 @@ fn init_writes_a_committed_repo_that_validates_and_refuses_bad_host_values() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(
-            "plans/minimal.toml: ok: plan minimal with 1 hosts, 2 waves, 4 files, 2 processes"
+            "plans/minimal.toml: ok: plan minimal with 1 hosts, 2 waves, 5 files, 2 processes"
         ),
         "{}",
         text(&out)
