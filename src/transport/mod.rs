@@ -1,5 +1,7 @@
 //! Running a shell script on a host: over SSH (one multiplexed connection per host, reused for
-//! every step) or locally (the host is a directory here). Scripts go on stdin, never on a
+//! every step, each script a session opened on the master's socket itself: no ssh client
+//! process per script, so a Ctrl-C on the terminal reaches wavectl alone and the script it
+//! has running on a host finishes its step) or locally (the host is a directory here). Scripts go on stdin, never on a
 //! command line, so nothing they carry (secrets among it) shows in `ps` on either side.
 
 use std::path::PathBuf;
@@ -150,7 +152,7 @@ pub async fn connect(
                 Some(Ok(ctl)) => {
                     return Ok(Connection::Ssh {
                         host: name,
-                        session: Session::resume(ctl.into_boxed_path(), None),
+                        session: Session::resume_mux(ctl.into_boxed_path(), None),
                         timeout,
                         preamble: preamble(host),
                         keep: true,
@@ -184,7 +186,7 @@ pub async fn connect(
             b.control_directory(control_dir());
             let attempt = tokio::time::timeout(
                 connect_timeout + Duration::from_secs(2),
-                b.connect(&destination),
+                b.connect_mux(&destination),
             )
             .await;
             match attempt {

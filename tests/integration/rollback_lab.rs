@@ -287,8 +287,25 @@ fn apply_and_signal_at(
     marker: &str,
     signal: &str,
 ) -> Option<i32> {
+    signal_at(repo, journal, marker, signal, false)
+}
+
+/// Like `apply_and_signal_at`; with `group`, wavectl leads its own process group and the
+/// signal goes to the whole group, as a Ctrl-C on a terminal does.
+fn signal_at(
+    repo: &Repo,
+    journal: &std::path::Path,
+    marker: &str,
+    signal: &str,
+    group: bool,
+) -> Option<i32> {
+    use std::os::unix::process::CommandExt;
     let before = std::fs::read_to_string(journal).unwrap_or_default().len();
-    let mut child = std::process::Command::new(crate::common::bin())
+    let mut command = std::process::Command::new(crate::common::bin());
+    if group {
+        command.process_group(0);
+    }
+    let mut child = command
         .args(["-i"])
         .arg(repo.inventory_path())
         .args(["apply", "--yes", "plans/p.toml"])
@@ -309,9 +326,15 @@ fn apply_and_signal_at(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let target = if group {
+        format!("-{}", child.id())
+    } else {
+        child.id().to_string()
+    };
     let ok = std::process::Command::new("kill")
         .arg(format!("-{signal}"))
-        .arg(child.id().to_string())
+        .arg("--")
+        .arg(target)
         .status()
         .expect("kill")
         .success();
@@ -410,6 +433,31 @@ fn sigint_mid_wave_undoes_the_wave_on_every_host_and_exits_130() {
         gens.last().expect("gen")["result"],
         "interrupted, rolled back at two"
     );
+}
+
+/// Ctrl-C on a terminal signals wavectl's whole process group while a wave's script runs on
+/// the host: the wave is undone all the same, the lock released, exit 130.
+#[test]
+fn ctrl_c_to_the_process_group_mid_script_undoes_the_wave_and_exits_130() {
+    let (_lab, repo, root) = gated_v1_then_v2(86, 1);
+    let journal = root.join("journal.jsonl");
+    let code = signal_at(
+        &repo,
+        &journal,
+        "\"step\":\"write files/env/worker.env\"",
+        "INT",
+        true,
+    );
+    assert_eq!(code, Some(130));
+    assert!(!root.join("lock").exists(), "the lock was released");
+    let env = std::fs::read_to_string(root.join("files/env/worker.env")).expect("env");
+    assert!(env.contains("V='v1'"), "{env}");
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(diff.code, 2, "{}{}", diff.stdout, diff.stderr);
+    // With its gate's flag in place the same apply goes through.
+    std::fs::write(root.join("data/flag"), "").expect("flag");
+    let again = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
 }
 
 #[test]
