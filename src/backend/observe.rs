@@ -108,7 +108,7 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
         .raw(concat!(
             "  wv_procs | sed 's/^/proc /'\n",
             // Starts counted by the event listener: a number per program, not a log.
-            "  for f in run/spawns/*; do [ -f \"$f\" ] && printf 'spawns %s %s\\n' \"${f##*/}\" \"$(head -c 20 \"$f\")\"; done\n",
+            "  [ -d run/spawns ] && find run/spawns -maxdepth 1 -type f ! -name '*.tmp' -exec awk 'FNR == 1 { n = FILENAME; sub(/.*\\//, \"\", n); print \"spawns\", n, $1 + 0 }' {} +\n",
             "fi\nexit 0",
         ));
     s.into_string()

@@ -66,16 +66,27 @@ impl Probes<'_> {
                 .collect();
         };
         let token = format!("wv-probe-{:016x}", rand_token());
+        // All at once, each into its own file; then printed in order.
         let mut s = Script::new();
+        s.raw("wv_p=$(mktemp -d)\n");
         for (i, p) in probes.iter().enumerate() {
+            s.raw("( ")
+                .script(&gate::script(p, root))
+                .raw(" ) </dev/null >\"$wv_p/")
+                .num(i as u64)
+                .raw("\" 2>/dev/null &\n");
+        }
+        s.raw("wait\n");
+        for i in 0..probes.len() {
             s.raw("printf '\\n%s %s\\n'")
                 .arg(&token)
                 .raw(" ")
                 .num(i as u64)
-                .raw("\n( ")
-                .script(&gate::script(p, root))
-                .raw(" ) </dev/null 2>/dev/null\n");
+                .raw("\ncat \"$wv_p/")
+                .num(i as u64)
+                .raw("\"\n");
         }
+        s.raw("rm -rf \"$wv_p\"\n");
         let out = match conn.run(s.as_str()).await {
             Ok(out) => out.stdout,
             Err(e) => {

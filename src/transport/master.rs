@@ -58,8 +58,12 @@ impl Target<'_> {
         matches!(c.status().await, Ok(s) if s.success())
     }
 
-    /// The `ControlPath` the ssh_config gives this target, when it gives one.
+    /// The `ControlPath` the ssh_config gives this target, when it gives one. Asking ssh
+    /// (`ssh -G`) costs a process: skipped when no config ssh reads mentions one.
     async fn configured_path(&self) -> Option<PathBuf> {
+        if !may_set_control_path(self.config) {
+            return None;
+        }
         let mut c = self.command();
         c.arg("-G").arg(self.destination).stderr(Stdio::null());
         let out = c.output().await.ok()?;
@@ -147,6 +151,27 @@ impl Target<'_> {
             .unwrap_or("ssh failed")
             .to_string())
     }
+}
+
+/// Whether the ssh configs this target reads could set a `ControlPath`: `-F FILE` alone, else
+/// the user's and the system's (an `Include` could name any file: then it could).
+fn may_set_control_path(config: Option<&str>) -> bool {
+    let files: Vec<PathBuf> = match config {
+        Some(cfg) => vec![PathBuf::from(cfg)],
+        None => {
+            let mut v = vec![PathBuf::from("/etc/ssh/ssh_config")];
+            if let Some(home) = std::env::var_os("HOME") {
+                v.push(PathBuf::from(home).join(".ssh/config"));
+            }
+            v
+        }
+    };
+    files.iter().any(|f| {
+        std::fs::read_to_string(f).is_ok_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.contains("controlpath") || t.contains("include")
+        })
+    })
 }
 
 /// This user's directory of masters (the owner of `/proc/self` is this process's user).
