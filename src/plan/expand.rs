@@ -248,6 +248,24 @@ impl<'a> Expander<'a> {
         value
     }
 
+    /// Renders `template` into the config file `path` (mode 0644) of `host`: the config hashes
+    /// the service that reads it restarts on.
+    pub(super) fn config_file(
+        &mut self,
+        host: &str,
+        path: &str,
+        template: &str,
+        ctx: &Context,
+        origin: &Origin,
+    ) -> BTreeMap<String, String> {
+        let mut config = BTreeMap::new();
+        if let Some(text) = self.render(template, ctx) {
+            let sha = self.add_file(host, path.to_string(), text, 0o644, vec![], origin.clone());
+            config.insert(path.to_string(), sha);
+        }
+        config
+    }
+
     fn add_file(
         &mut self,
         host: &str,
@@ -409,18 +427,13 @@ impl<'a> Expander<'a> {
         ctx.insert("remote_write", &remote_write);
         ctx.insert("alertmanagers", &alertmanagers);
         let config_path = format!("files/prometheus/{name}.yml");
-        let mut config = BTreeMap::new();
-        if let Some(text) = self.render("prometheus.yml.tera", &ctx) {
-            let sha = self.add_file(
-                hub.host.get_ref(),
-                config_path.clone(),
-                text,
-                0o644,
-                vec![],
-                origin.clone(),
-            );
-            config.insert(config_path.clone(), sha);
-        }
+        let mut config = self.config_file(
+            hub.host.get_ref(),
+            &config_path,
+            "prometheus.yml.tera",
+            &ctx,
+            &origin,
+        );
         if has_rules {
             let rules: Vec<_> = hub
                 .alert_rules
@@ -568,18 +581,7 @@ impl<'a> Expander<'a> {
             }),
         );
         let path = format!("files/nats/{name}.conf");
-        let mut config = BTreeMap::new();
-        if let Some(text) = self.render("nats.conf.tera", &ctx) {
-            let sha = self.add_file(
-                node.host.get_ref(),
-                path.clone(),
-                text,
-                0o644,
-                vec![],
-                origin.clone(),
-            );
-            config.insert(path.clone(), sha);
-        }
+        let config = self.config_file(node.host.get_ref(), &path, "nats.conf.tera", &ctx, &origin);
         let command = vec![
             "nats-server".to_string(),
             "-c".to_string(),
@@ -719,18 +721,8 @@ impl<'a> Expander<'a> {
                 }),
             );
             let env_path = format!("files/agents/{name}.env");
-            let mut config = BTreeMap::new();
-            if let Some(text) = self.render("agent.env.tera", &ctx) {
-                let sha = self.add_file(
-                    b.host.get_ref(),
-                    env_path.clone(),
-                    text,
-                    0o644,
-                    vec![],
-                    origin.clone(),
-                );
-                config.insert(env_path.clone(), sha);
-            }
+            let mut config =
+                self.config_file(b.host.get_ref(), &env_path, "agent.env.tera", &ctx, &origin);
             let command = match &b.command {
                 Some(cmd) => cmd
                     .iter()

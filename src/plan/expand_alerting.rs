@@ -174,18 +174,7 @@ impl Expander<'_> {
         let mut ctx = self.context(host);
         ctx.insert("blackbox", &json!({ "name": name }));
         let path = format!("files/blackbox/{name}.yml");
-        let mut config = BTreeMap::new();
-        if let Some(text) = self.render("blackbox.yml.tera", &ctx) {
-            let sha = self.add_file(
-                bb.host.get_ref(),
-                path.clone(),
-                text,
-                0o644,
-                vec![],
-                origin.clone(),
-            );
-            config.insert(path.clone(), sha);
-        }
+        let config = self.config_file(bb.host.get_ref(), &path, "blackbox.yml.tera", &ctx, &origin);
         let command = vec![
             "prometheus-blackbox-exporter".to_string(),
             format!("--config.file={}/{path}", host.root),
