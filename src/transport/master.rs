@@ -141,6 +141,8 @@ impl Target<'_> {
             .map_err(|_| "no answer in time".to_string())?
             .map_err(|e| format!("cannot run ssh: {e}"))?;
         if status.success() && ctl.exists() {
+            // Wanted only when the start fails; the master keeps its open file.
+            let _ = std::fs::remove_file(&log);
             return Ok(ctl);
         }
         let text = std::fs::read_to_string(&log).unwrap_or_default();
