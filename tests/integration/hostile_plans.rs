@@ -313,6 +313,31 @@ fn refused_cases() -> Vec<Refused> {
             "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\nvars = { \"x; id\" = \"1\" }\n",
             "\"x; id\"",
         ),
+        inventory_case(
+            "inventory env name with a command",
+            "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\nenv = { \"PATH=/x; id\" = \"1\" }\n",
+            "\"PATH=/x; id\"",
+        ),
+        inventory_case(
+            "inventory env value with a NUL",
+            "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\nenv = { PATH = \"/bin\\u0000$(id)\" }\n",
+            "\"/bin\\u0000$(id)\"",
+        ),
+        inventory_case(
+            "group name with a newline",
+            "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\ngroups = [\"edge\\n[[host]]\"]\n",
+            "\"edge\\n[[host]]\"",
+        ),
+        plan_case(
+            "hosts entry with a command",
+            "\n[[process]]\nname = \"p\"\nhosts = [\"mainpc; id\"]\ncommand = [\"sleep\", \"1\"]\n",
+            "\"mainpc; id\"",
+        ),
+        plan_case(
+            "hosts selector with ..",
+            "\n[[process]]\nname = \"p\"\nhosts = \"group:../etc\"\ncommand = [\"sleep\", \"1\"]\n",
+            "\"group:../etc\"",
+        ),
     ]
 }
 
