@@ -1,8 +1,9 @@
 //! Running a shell script on a host: over SSH (one multiplexed connection per host, reused for
 //! every step, each script a session opened on the master's socket itself: no ssh client
 //! process per script, so a Ctrl-C on the terminal reaches wavectl alone and the script it
-//! has running on a host finishes its step) or locally (the host is a directory here). Scripts go on stdin, never on a
-//! command line, so nothing they carry (secrets among it) shows in `ps` on either side.
+//! has running on a host finishes its step) or locally (the host is a directory here).
+//! Scripts go on stdin, never on a command line, so nothing they carry (secrets among it)
+//! shows in `ps` on either side.
 
 use std::path::PathBuf;
 use std::process::Stdio;
