@@ -334,6 +334,16 @@ fn refused_cases() -> Vec<Refused> {
             "\"mainpc; id\"",
         ),
         plan_case(
+            "telegram chat id with a newline",
+            "\n[[alertmanager]]\nname = \"am\"\nhost = \"mainpc\"\n[[alertmanager.receiver]]\nname = \"tg\"\ntelegram = { bot_token = \"TELEGRAM_TOKEN\", chat_id = \"1\\nreceivers: []\" }\n",
+            "\"1\\nreceivers: []\"",
+        ),
+        plan_case(
+            "webhook url with a newline",
+            "\n[[alertmanager]]\nname = \"am\"\nhost = \"mainpc\"\n[[alertmanager.receiver]]\nname = \"wh\"\nwebhook = { url = \"http://x/\\n$(id)\" }\n",
+            "\"http://x/\\n$(id)\"",
+        ),
+        plan_case(
             "hosts selector with ..",
             "\n[[process]]\nname = \"p\"\nhosts = \"group:../etc\"\ncommand = [\"sleep\", \"1\"]\n",
             "\"group:../etc\"",
