@@ -9,27 +9,53 @@ use std::fmt;
 use serde_json::json;
 
 use crate::backend::script::Script;
-use crate::backend::sqlite;
 use crate::backend::supervisord::{self, CONF, PIDFILE};
+use crate::backend::{engine, sqlite};
 use crate::diff::{Change, FileAction, MigrationAction, ProcessAction};
+use crate::plan::schema::Engine;
 use crate::primitive::HostDesired;
 use crate::state::{HostState, Lock};
 
 /// One step of an apply script, as the executor and the progress display see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    WriteFile { path: String },
-    Chmod { path: String, mode: u32 },
-    Delete { path: String },
-    ApplyMigration { db: String, id: u32, file: String },
-    RevertMigration { db: String, id: u32, file: String },
+    WriteFile {
+        path: String,
+    },
+    Chmod {
+        path: String,
+        mode: u32,
+    },
+    Delete {
+        path: String,
+    },
+    ApplyMigration {
+        db: String,
+        id: u32,
+        file: String,
+        engine: Engine,
+    },
+    RevertMigration {
+        db: String,
+        id: u32,
+        file: String,
+        engine: Engine,
+    },
     SupervisordUpdate,
-    Restart { name: String },
-    Start { name: String },
-    Stop { name: String },
+    Restart {
+        name: String,
+    },
+    Start {
+        name: String,
+    },
+    Stop {
+        name: String,
+    },
     WaitRunning,
     RecordGeneration,
-    Restore { path: String },
+    Restore {
+        path: String,
+    },
 }
 
 /// The step's label, as progress, errors and the host's journal show it.
@@ -107,10 +133,11 @@ impl Built {
             })
             .flatten();
         let message = match &step {
-            // SQLite's error, mapped to the migration file and its line.
-            Some(Step::ApplyMigration { file, .. } | Step::RevertMigration { file, .. }) => {
-                sqlite::parse_failure(stderr, file)
-            }
+            // The engine's error, mapped to the migration file and its line.
+            Some(
+                Step::ApplyMigration { file, engine, .. }
+                | Step::RevertMigration { file, engine, .. },
+            ) => engine::of(*engine).parse_failure(stderr, file),
             _ => last_line(stderr).to_string(),
         };
         Failure { step, message }
@@ -403,16 +430,17 @@ pub fn wave_script(
         let Some(db) = desired.databases.iter().find(|d| &d.name == database) else {
             continue;
         };
-        let path = crate::backend::observe::absolute(root, &db.path);
+        let eng = engine::for_db(db);
         match action {
             MigrationAction::Revert => {
                 let step = Step::RevertMigration {
                     db: database.clone(),
                     id: *id,
                     file: sqlite::down_file_name(*id, name),
+                    engine: db.engine,
                 };
                 s.step(step, |b| {
-                    subshell(b, &sqlite::revert_script(&path, *id));
+                    subshell(b, &eng.revert_script(root, db, *id));
                     b.raw("\n");
                 });
             }
@@ -424,9 +452,10 @@ pub fn wave_script(
                     db: database.clone(),
                     id: *id,
                     file: sqlite::up_file_name(*id, name),
+                    engine: db.engine,
                 };
                 s.step(step, |b| {
-                    subshell(b, &sqlite::apply_script(&path, m, generation, commit));
+                    subshell(b, &eng.apply_script(root, db, m, generation, commit));
                     b.raw("\n");
                 });
             }

@@ -4,9 +4,11 @@
 pub mod alerts;
 pub mod apply;
 pub mod doctor;
+pub mod engine;
 pub mod nats;
 pub mod observe;
 pub mod pin;
+pub mod postgres;
 pub mod script;
 pub mod sqlite;
 pub mod supervisord;
@@ -21,6 +23,7 @@ pub fn package_of(program: &str) -> Option<&'static str> {
         "nats-server" => "nats-server",
         "supervisord" | "supervisorctl" => "supervisor",
         "sqlite3" => "sqlite3",
+        "psql" => "postgresql-client",
         "curl" => "curl",
         "sha256sum" | "base64" | "sync" => "coreutils",
         "awk" => "mawk",

@@ -44,6 +44,13 @@ pub fn validate(
     c.nats_topology();
     c.streams();
     c.processes(secrets_provided);
+    for m in &plan.migrations {
+        c.diags.extend(crate::plan::migration_rules::check_fields(
+            file,
+            m,
+            secrets_provided,
+        ));
+    }
     c.files();
     c.alerting(secrets_provided);
     c.ports();

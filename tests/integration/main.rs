@@ -15,6 +15,8 @@ mod local_transport;
 mod many_hosts;
 mod migrations_lab;
 mod nats_cluster;
+mod postgres;
+mod postgres_lab;
 mod render_tools;
 mod rollback_lab;
 mod services_lab;
