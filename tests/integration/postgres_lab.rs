@@ -565,3 +565,121 @@ postgres = {{ host = "{host}", port = {port}, user = "app", dbname = "events", p
 "#
     )
 }
+
+#[test]
+fn postgres_a_failed_no_transaction_migration_is_dirty_until_resolved_then_irreversible_and_baseline()
+ {
+    let (_lab, pg, repo) = setup(148);
+    let repo = migration(repo, "0001_users", USERS_UP, USERS_DOWN).commit("one");
+    apply(&repo);
+    let bad = "-- wavectl: no-transaction\nCREATE INDEX CONCURRENTLY users_lower ON users (lower(name));\nCREATE INDEX CONCURRENTLY users_bad\n  ON users (no_such_column);\n";
+    let down = "DROP INDEX CONCURRENTLY users_lower;\n";
+    let repo = migration(repo, "0002_ix", bad, down).commit("a failing concurrent index");
+    let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(run.code, 1, "{}", show(&run));
+    assert!(
+        run.stderr.contains("0002_ix.up.sql: line 3: column \"no_such_column\" does not exist; the database is now marked dirty"),
+        "{}",
+        show(&run)
+    );
+    assert_eq!(tracked(&pg), [1]);
+    assert_eq!(
+        indexes(&pg),
+        ["users_lower", "users_name_key"],
+        "the first statement stays"
+    );
+
+    // Dirty: every further apply is refused until the operator resolves it.
+    let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(run.code, 1, "{}", show(&run));
+    assert!(
+        format!("{}{}", run.stdout, run.stderr)
+            .contains("database events is dirty: 0002_ix.up.sql (no-transaction, generation"),
+        "{}",
+        show(&run)
+    );
+    pg.admin("events", "DROP INDEX users_lower;\n");
+    let fixed = "-- wavectl: no-transaction\nCREATE INDEX CONCURRENTLY users_lower ON users (lower(name));\n";
+    let repo = migration(repo, "0002_ix", fixed, down).commit("fixed");
+    let run = repo.run(&["migrations", "resolve", "plans/p.toml", "--db", "events"]);
+    assert_eq!(run.code, 0, "{}", show(&run));
+    assert!(
+        run.stdout
+            .starts_with("resolved 0002_ix.up.sql (no-transaction"),
+        "{}",
+        show(&run)
+    );
+    apply(&repo);
+    assert_eq!(tracked(&pg), [1, 2]);
+    assert_eq!(indexes(&pg), ["users_lower", "users_name_key"]);
+
+    // Gone from the plan: reverted with its stored down SQL, outside a transaction block.
+    for end in ["up", "down"] {
+        std::fs::remove_file(
+            repo.path()
+                .join(format!("migrations/events/0002_ix.{end}.sql")),
+        )
+        .expect("rm");
+    }
+    let repo = repo.commit("no index");
+    apply(&repo);
+    assert_eq!(tracked(&pg), [1]);
+    assert_eq!(indexes(&pg), ["users_name_key"]);
+
+    // Irreversible: applied, then never reverted implicitly.
+    let repo = repo
+        .file(
+            "migrations/events/0002_drop_cleo.up.sql",
+            "-- wavectl: irreversible\nDELETE FROM users WHERE name = 'cleo';\n",
+        )
+        .commit("irreversible");
+    apply(&repo);
+    std::fs::remove_file(repo.path().join("migrations/events/0002_drop_cleo.up.sql")).expect("rm");
+    let repo = repo.commit("without it");
+    let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(run.code, 1, "{}", show(&run));
+    assert!(
+        run.stdout
+            .contains("migration 0002_drop_cleo is marked irreversible"),
+        "{}",
+        show(&run)
+    );
+    assert_eq!(tracked(&pg), [1, 2]);
+
+    // Baseline: a database whose schema was made before wavectl.
+    pg.admin("events", "DROP TABLE wavectl_migrations, wavectl_meta;\n");
+    let run = repo.run(&[
+        "migrations",
+        "baseline",
+        "plans/p.toml",
+        "--db",
+        "events",
+        "1",
+    ]);
+    assert_eq!(run.code, 0, "{}", show(&run));
+    assert!(run.stdout.starts_with("baselined 1 "), "{}", show(&run));
+    assert_eq!(tracked(&pg), [1]);
+    assert_eq!(
+        pg.admin(
+            "events",
+            "SELECT baseline, generation FROM wavectl_migrations;\n"
+        ),
+        "t|0\n"
+    );
+    let run = repo.run(&[
+        "migrations",
+        "baseline",
+        "plans/p.toml",
+        "--db",
+        "events",
+        "1",
+    ]);
+    assert_eq!(run.code, 1, "{}", show(&run));
+    assert!(
+        run.stderr.contains("already records migrations"),
+        "{}",
+        show(&run)
+    );
+    apply(&repo);
+    assert_eq!(tracked(&pg), [1]);
+}
