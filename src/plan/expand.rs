@@ -899,6 +899,15 @@ impl<'a> Expander<'a> {
                             password_secret: secret,
                         }
                     });
+                    if let Some(t) = &postgres {
+                        let file = self.inputs.file;
+                        self.diags
+                            .extend(crate::plan::migration_rules::check_password(
+                                file,
+                                m,
+                                &t.password,
+                            ));
+                    }
                     let spec = DatabaseSpec {
                         name: name.to_string(),
                         engine: m.engine,

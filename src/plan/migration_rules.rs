@@ -66,6 +66,22 @@ pub fn check_fields(file: &str, m: &MigrationSet, provided: &BTreeSet<String>) -
     out
 }
 
+/// A postgres password a passfile cannot carry (a line end ends its line), at the secret's
+/// name; the value itself is never shown.
+pub fn check_password(file: &str, m: &MigrationSet, password: &str) -> Option<Diagnostic> {
+    let p = m.postgres.as_ref()?.get_ref();
+    password.contains(['\n', '\r']).then(|| {
+        Diagnostic::new(
+            file,
+            p.password_secret.span(),
+            format!(
+                "secret `{}` holds a line end, which a PostgreSQL passfile cannot carry; expected a password of one line",
+                p.password_secret.get_ref()
+            ),
+        )
+    })
+}
+
 /// What the engine refuses in the migration files of `m` (`dir` as the plan names it), each at
 /// the file and line.
 pub fn check_files(m: &MigrationSet, list: &[MigrationSpec]) -> Vec<Diagnostic> {
@@ -102,4 +118,60 @@ pub fn check_files(m: &MigrationSet, list: &[MigrationSpec]) -> Vec<Diagnostic> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(toml_text: &str) -> MigrationSet {
+        toml::from_str(toml_text).expect("a migration set")
+    }
+
+    const PG: &str = "name = \"db\"\nhost = \"h\"\nengine = \"postgres\"\ndir = \"m\"\npostgres = { host = \"127.0.0.1\", user = \"app\", dbname = \"app\", password_secret = \"PW\" }\n";
+
+    #[test]
+    fn each_engine_needs_its_own_fields() {
+        let provided = BTreeSet::from(["PW".to_string()]);
+        assert_eq!(check_fields("p.toml", &set(PG), &provided), vec![]);
+        let both = format!("{PG}database = \"x.db\"\n");
+        let d = check_fields("p.toml", &set(&both), &provided);
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].message
+                .contains("(engine postgres) has a `database` file")
+        );
+        let sqlite = "name = \"db\"\nhost = \"h\"\ndir = \"m\"\n";
+        let d = check_fields("p.toml", &set(sqlite), &provided);
+        assert!(d[0].message.contains("(engine sqlite) has no `database`"));
+        let d = check_fields("p.toml", &set(PG), &BTreeSet::new());
+        assert_eq!(d[0].message, "secret `PW` is not provided");
+    }
+
+    #[test]
+    fn concurrently_is_refused_only_outside_no_transaction_files() {
+        let m = set(PG);
+        let spec = |no_transaction| MigrationSpec {
+            id: 1,
+            name: "ix".into(),
+            up_sql: "CREATE TABLE t (a int);\nCREATE INDEX CONCURRENTLY i ON t (a);\n".into(),
+            down_sql: "DROP TABLE t;\n".into(),
+            checksum: String::new(),
+            down_checksum: String::new(),
+            no_transaction,
+            irreversible: false,
+        };
+        let d = check_files(&m, &[spec(false)]);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].file, "m/0001_ix.up.sql");
+        assert_eq!(d[0].span, 37..49);
+        assert_eq!(check_files(&m, &[spec(true)]), vec![]);
+    }
+
+    #[test]
+    fn a_password_with_a_line_end_is_refused_without_showing_it() {
+        let d = check_password("p.toml", &set(PG), "zq\nxv").expect("refused");
+        assert!(!d.message.contains("zq"), "{}", d.message);
+        assert!(check_password("p.toml", &set(PG), "secret").is_none());
+    }
 }
