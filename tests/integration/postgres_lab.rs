@@ -257,6 +257,11 @@ fn postgres_a_hundred_thousand_rows_survive_adding_and_reverting_a_column() {
     );
 }
 
+/// The password of the test that looks for it in every process: no other test uses it (they
+/// pass theirs in wavectl's environment, where it belongs on the operator's machine).
+const ALONE_PASSWORD: &str = "pw-Alone8:x\\y'tail";
+const ALONE: &str = "pw-Alone8";
+
 /// Samples every process's command line (and environment, through /proc) until stopped.
 fn watch_processes(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Vec<String> {
     let mut seen = Vec::new();
@@ -265,7 +270,7 @@ fn watch_processes(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Vec<S
             for what in ["cmdline", "environ"] {
                 if let Ok(bytes) = std::fs::read(entry.path().join(what)) {
                     let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
-                    if text.contains("pw-Zq7") {
+                    if text.contains(ALONE) {
                         let argv0 = text.split(' ').next().unwrap_or("").to_string();
                         seen.push(format!("{}/{what} ({argv0})", entry.path().display()));
                     }
@@ -304,14 +309,14 @@ fn postgres_the_password_stays_in_a_removed_0600_passfile_and_concurrently_runs_
  {
     let lab = Lab::up(144, 2);
     let pg = Postgres::start(144);
-    pg.create_db("app", PASSWORD, "events");
+    pg.create_db("app", ALONE_PASSWORD, "events");
     // The secret from a secrets file, so that no process (not even wavectl's own) has it in
     // its environment.
     let secrets = tempfile::TempDir::new().expect("temp dir");
     let secrets_file = secrets.path().join("secrets.toml");
     std::fs::write(
         &secrets_file,
-        format!("{SECRET} = \"{}\"\n", PASSWORD.replace('\\', "\\\\")),
+        format!("{SECRET} = \"{}\"\n", ALONE_PASSWORD.replace('\\', "\\\\")),
     )
     .expect("secrets file");
     let repo = Repo::with_plan(&plan(&pg)).with_inventory(lab.inventory());
@@ -346,15 +351,18 @@ fn postgres_the_password_stays_in_a_removed_0600_passfile_and_concurrently_runs_
     assert!(seen.is_empty(), "the password in a process: {seen:?}");
     for r in [&d, &run, &status] {
         assert!(
-            !r.stdout.contains("pw-Zq7") && !r.stderr.contains("pw-Zq7"),
+            !r.stdout.contains(ALONE) && !r.stderr.contains(ALONE),
             "{}",
             show(r)
         );
     }
     // No file of the lab (roots, journals, generations, logs) holds it: the passfile is gone.
-    assert_eq!(files_containing(lab.dir(), b"pw-Zq7"), Vec::<String>::new());
     assert_eq!(
-        files_containing(repo.path(), b"pw-Zq7"),
+        files_containing(lab.dir(), ALONE.as_bytes()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        files_containing(repo.path(), ALONE.as_bytes()),
         Vec::<String>::new()
     );
     let run_dir = lab.root("mainpc").join("run");
@@ -407,7 +415,7 @@ fn postgres_the_password_stays_in_a_removed_0600_passfile_and_concurrently_runs_
     drop(holder);
     assert_eq!(status.code(), Some(1), "refused by the lock");
     assert_eq!(
-        files_containing(lab.dir(), b"pw-Zq7"),
+        files_containing(lab.dir(), ALONE.as_bytes()),
         Vec::<String>::new(),
         "removed on failure too"
     );
