@@ -10,6 +10,7 @@ pub mod pin;
 pub mod script;
 pub mod sqlite;
 pub mod supervisord;
+pub mod uptime;
 
 pub use script::quote as sh_quote;
 

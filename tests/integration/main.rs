@@ -16,6 +16,7 @@ mod many_hosts;
 mod migrations_lab;
 mod nats_cluster;
 mod render_tools;
+mod report_lab;
 mod rollback_lab;
 mod services_lab;
 mod sqlite_backend;
