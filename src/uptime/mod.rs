@@ -356,11 +356,14 @@ pub fn report(plan: &Plan, hub: &Hub, hours: u64, answers: &Answers) -> Report {
     let to = answers.now;
     let from = to - (hours * 3600) as f64;
     let interval = hub.scrape_interval.as_secs().max(1) as f64;
+    // Another component's sample holds through one late or lost scrape; the hub's own samples
+    // come every interval while it runs, so a hole longer than that is its outage.
     let hold = 2.0 * interval + 1.0;
+    let own_hold = interval + 1.0;
     let own_job = format!("{JOB_HUB}{}", hub.name.get_ref());
     let own = answers.up.iter().find(|s| s.label("job") == own_job);
     // Where the hub holds data at all: its own scrapes.
-    let observed = own.map(|s| timeline(&s.samples, from, to, hold, State::NoData));
+    let observed = own.map(|s| timeline(&s.samples, from, to, own_hold, State::NoData));
     let history_from = answers
         .up
         .iter()
@@ -370,10 +373,10 @@ pub fn report(plan: &Plan, hub: &Hub, hours: u64, answers: &Answers) -> Report {
         .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.min(t))));
     let mut reports = Vec::new();
     for c in components(plan, hub) {
-        let gap = if c.kind == Kind::Hub && c.name == hub.name.get_ref().as_str() {
-            State::Down
+        let (gap, hold) = if c.kind == Kind::Hub && c.name == hub.name.get_ref().as_str() {
+            (State::Down, own_hold)
         } else {
-            State::NoData
+            (State::NoData, hold)
         };
         let mut coverage = None;
         let mut note = None;
