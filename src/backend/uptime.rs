@@ -30,10 +30,7 @@ pub fn script(base: &str, seconds: u64, step: u64, batches: &[BatchQuery]) -> St
     let mut s = Script::new();
     s.raw("now=$(date +%s)\necho \"wv-now $now\"\n");
     let query = format!("{base}/api/v1/query");
-    for (name, selector) in [
-        ("up", "up{hub=\"\"}"),
-        ("probes", "probe_success{hub=\"\"}"),
-    ] {
+    for (name, selector) in [("up", "up"), ("probes", "probe_success")] {
         s.raw("echo").arg(format!("wv-q {name}")).raw("\n");
         s.raw("curl -sf --max-time 30 --url")
             .arg(&query)
@@ -145,7 +142,7 @@ mod tests {
             query: crate::uptime::heartbeat_query("pilot", 75),
         }];
         let s = script("http://127.0.0.2:9000", 3600, 30, &b);
-        assert!(s.contains("'query=up{hub=\"\"}[3600s]'"), "{s}");
+        assert!(s.contains("'query=up[3600s]'"), "{s}");
         assert!(s.contains("$((now - 3600))"), "{s}");
         assert!(s.contains("'step=30s'"), "{s}");
         assert!(s.contains("batch=\"pilot\""), "{s}");

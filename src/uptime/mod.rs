@@ -283,9 +283,9 @@ pub fn heartbeat_query(batch: &str, limit_secs: u64) -> String {
 pub struct Answers {
     /// The hub's clock when it was asked.
     pub now: f64,
-    /// `up{hub=""}[range]`, raw samples.
+    /// `up[range]`, raw samples: the hub's own scrapes (`hub=""`) and other hubs' (`hub="edge"`).
     pub up: Vec<Series>,
-    /// `probe_success{hub=""}[range]`, raw samples.
+    /// `probe_success[range]`, raw samples, the same way.
     pub probes: Vec<Series>,
     /// Per batch name: the fresh-agent count at each step.
     pub batches: BTreeMap<String, Vec<(f64, f64)>>,
@@ -337,18 +337,98 @@ fn percent(up: f64, down: f64) -> Option<f64> {
     (up + down > 0.0).then(|| 100.0 * up / (up + down))
 }
 
-/// The series of `component` among the answers, if the hub has one.
-fn series_of<'a>(c: &Component, answers: &'a Answers) -> Option<&'a Series> {
-    match &c.watch {
-        Watch::Up { job } => answers.up.iter().find(|s| s.label("job") == job),
-        Watch::Probe { job } if c.kind == Kind::Process => answers.probes.iter().find(|s| {
-            s.label("job").starts_with(job.as_str())
-                && s.label("component") == c.name
-                && s.label("source_host") == c.host
-        }),
-        Watch::Probe { job } => answers.probes.iter().find(|s| s.label("job") == job),
-        _ => None,
+/// The series of `component`: the hub's own scrape of it first (`hub=""`), then what other
+/// hubs remote-wrote of it (`hub="edge"`).
+fn series_of<'a>(c: &Component, answers: &'a Answers) -> Vec<&'a Series> {
+    let (list, job) = match &c.watch {
+        Watch::Up { job } => (&answers.up, job),
+        Watch::Probe { job } => (&answers.probes, job),
+        _ => return Vec::new(),
+    };
+    let mut found: Vec<&Series> = list
+        .iter()
+        .filter(|s| {
+            if c.kind == Kind::Process {
+                s.label("job").starts_with(job.as_str())
+                    && s.label("component") == c.name
+                    && s.label("source_host") == c.host
+            } else {
+                s.label("job") == job
+            }
+        })
+        .collect();
+    found.sort_by_key(|s| !s.label("hub").is_empty());
+    found
+}
+
+/// `base` with its no-data spans taken from `other` where `other` knows (another hub's view).
+fn fill(base: &[Segment], other: &[Segment]) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    let mut push = |start: f64, end: f64, state: State| {
+        if end <= start {
+            return;
+        }
+        match out.last_mut() {
+            Some(last) if last.state == state && (last.end - start).abs() < 1e-9 => last.end = end,
+            _ => out.push(Segment { start, end, state }),
+        }
+    };
+    for b in base {
+        if b.state != State::NoData {
+            push(b.start, b.end, b.state);
+            continue;
+        }
+        let mut at = b.start;
+        for o in other.iter().filter(|o| o.end > b.start && o.start < b.end) {
+            let (start, end) = (o.start.max(b.start), o.end.min(b.end));
+            push(at, start, State::NoData);
+            push(start, end, o.state);
+            at = end;
+        }
+        push(at, b.end, State::NoData);
     }
+    out
+}
+
+/// A component's timeline: the hub's own samples, its holes filled with the other hubs'
+/// views; for the hub itself, a hole nobody filled (after its first sample) is its outage.
+fn component_timeline(
+    plan: &Plan,
+    series: &[&Series],
+    own: bool,
+    (from, to): (f64, f64),
+    (hold, own_hold): (f64, f64),
+) -> Vec<Segment> {
+    let Some((first, others)) = series.split_first() else {
+        return Vec::new();
+    };
+    let mut t = timeline(
+        &first.samples,
+        from,
+        to,
+        if own { own_hold } else { hold },
+        State::NoData,
+    );
+    for o in others {
+        let interval = plan
+            .hubs
+            .iter()
+            .find(|h| h.name.get_ref().as_str() == o.label("hub"))
+            .map_or(hold, |h| {
+                2.0 * h.scrape_interval.as_secs().max(1) as f64 + 1.0
+            });
+        t = fill(&t, &timeline(&o.samples, from, to, interval, State::NoData));
+    }
+    if own && first.label("hub").is_empty() {
+        let start = first.samples.first().map_or(to, |x| x.0);
+        for seg in t
+            .iter_mut()
+            .filter(|s| s.state == State::NoData && s.start >= start)
+        {
+            seg.state = State::Down;
+        }
+    }
+    t
 }
 
 /// Builds the report of `hub` over the last `hours` from what it answered.
@@ -361,23 +441,23 @@ pub fn report(plan: &Plan, hub: &Hub, hours: u64, answers: &Answers) -> Report {
     let hold = 2.0 * interval + 1.0;
     let own_hold = interval + 1.0;
     let own_job = format!("{JOB_HUB}{}", hub.name.get_ref());
-    let own = answers.up.iter().find(|s| s.label("job") == own_job);
+    let own = answers
+        .up
+        .iter()
+        .find(|s| s.label("job") == own_job && s.label("hub").is_empty());
     // Where the hub holds data at all: its own scrapes.
     let observed = own.map(|s| timeline(&s.samples, from, to, own_hold, State::NoData));
     let history_from = answers
         .up
         .iter()
         .chain(&answers.probes)
+        .filter(|s| s.label("hub").is_empty())
         .filter_map(|s| s.samples.first().map(|x| x.0))
         .filter(|t| *t >= from - interval)
         .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.min(t))));
     let mut reports = Vec::new();
     for c in components(plan, hub) {
-        let (gap, hold) = if c.kind == Kind::Hub && c.name == hub.name.get_ref().as_str() {
-            (State::Down, own_hold)
-        } else {
-            (State::NoData, hold)
-        };
+        let own = c.kind == Kind::Hub && c.name == hub.name.get_ref().as_str();
         let mut coverage = None;
         let mut note = None;
         let segments = match &c.watch {
@@ -398,17 +478,15 @@ pub fn report(plan: &Plan, hub: &Hub, hours: u64, answers: &Answers) -> Report {
                 coverage = cov;
                 segments
             }
-            _ => match series_of(&c, answers) {
-                // Before the hub's first sample is history it does not hold; holes in its own
-                // samples after that are its outages.
-                Some(s) => timeline(&s.samples, from, to, hold, gap),
-                None => {
+            _ => match series_of(&c, answers).as_slice() {
+                [] => {
                     note = Some(format!(
                         "hub {} holds no series of it in this window",
                         hub.name.get_ref()
                     ));
                     Vec::new()
                 }
+                series => component_timeline(plan, series, own, (from, to), (hold, own_hold)),
             },
         };
         let up = total(&segments, State::Up);
@@ -552,6 +630,31 @@ mod tests {
         // The hub's own holes are its outages.
         let own = timeline(&s, 1000.0, 2400.0, 61.0, State::Down);
         assert_eq!(outages(&own, 2400.0).len(), 2, "{own:?}");
+    }
+
+    #[test]
+    fn another_hubs_view_fills_the_holes_of_the_hubs_own() {
+        let seg = |start, end, state| Segment { start, end, state };
+        let base = vec![
+            seg(0.0, 10.0, State::Up),
+            seg(10.0, 40.0, State::NoData),
+            seg(40.0, 50.0, State::Up),
+        ];
+        let edge = vec![
+            seg(0.0, 20.0, State::Up),
+            seg(20.0, 30.0, State::Down),
+            seg(30.0, 35.0, State::Up),
+        ];
+        assert_eq!(
+            fill(&base, &edge),
+            vec![
+                seg(0.0, 20.0, State::Up),
+                seg(20.0, 30.0, State::Down),
+                seg(30.0, 35.0, State::Up),
+                seg(35.0, 40.0, State::NoData),
+                seg(40.0, 50.0, State::Up)
+            ]
+        );
     }
 
     #[test]
