@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod script;
 pub mod sqlite;
 pub mod supervisord;
+pub mod uptime;
 
 pub use script::quote as sh_quote;
 

@@ -18,6 +18,7 @@ mod nats_cluster;
 mod postgres;
 mod postgres_lab;
 mod render_tools;
+mod report_lab;
 mod rollback_lab;
 mod services_lab;
 mod sqlite_backend;
