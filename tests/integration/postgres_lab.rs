@@ -691,3 +691,28 @@ fn postgres_a_failed_no_transaction_migration_is_dirty_until_resolved_then_irrev
     apply(&repo);
     assert_eq!(tracked(&pg), [1]);
 }
+
+#[test]
+fn postgres_a_server_that_does_not_answer_is_named_by_diff_and_apply() {
+    let lab = Lab::up(149, 1);
+    // Nothing listens on 127.0.149.1:15549.
+    let repo = Repo::with_plan(&plan_for("127.0.149.1", 15549))
+        .env(SECRET, PASSWORD)
+        .with_inventory(lab.inventory());
+    let repo = migration(repo, "0001_users", USERS_UP, USERS_DOWN).commit("one");
+    for args in [
+        &["diff", "plans/p.toml"][..],
+        &["apply", "--yes", "plans/p.toml"][..],
+    ] {
+        let run = repo.run(args);
+        assert_eq!(run.code, 1, "{}", show(&run));
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains("database events: ")
+                && all.contains("connection to server at \"127.0.149.1\", port 15549 failed"),
+            "{}",
+            show(&run)
+        );
+        assert!(!all.contains("pw-Zq7"), "{}", show(&run));
+    }
+}
