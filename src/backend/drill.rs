@@ -94,7 +94,7 @@ impl fmt::Display for Changed {
             ),
             Changed::NftTable { expires_at_ms } => write!(
                 f,
-                "nftables table inet {NFT_TABLE} (its rules expire at {})",
+                "nftables table inet {NFT_TABLE} (its rules expire by themselves; the host's reaper deletes it at {})",
                 ms_rfc3339(*expires_at_ms)
             ),
         }
@@ -589,7 +589,7 @@ mod tests {
         assert_eq!(parse_record("").unwrap(), None);
         assert_eq!(
             r.interrupted_line("mainpc"),
-            "mainpc: the drill abc123 (partition mainpc,pc2) by ops@laptop at 1970-01-01T00:00:00Z was interrupted; it left: nftables table inet wavectl (its rules expire at 1970-01-01T00:01:00Z)"
+            "mainpc: the drill abc123 (partition mainpc,pc2) by ops@laptop at 1970-01-01T00:00:00Z was interrupted; it left: nftables table inet wavectl (its rules expire by themselves; the host's reaper deletes it at 1970-01-01T00:01:00Z)"
         );
         let s = write_record_script("/r", &r, &serde_json::json!({"a": "it's"})).into_string();
         assert!(s.contains(&b64(&serde_json::to_vec_pretty(&r).unwrap())[..40]));

@@ -98,7 +98,7 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
                 doc["previous_interrupted"] = json!(previous);
                 writeln!(out, "{doc}")?;
             }
-            Output::Human => write!(out, "{}", human(&outcome, &previous))?,
+            Output::Human => write!(out, "{}", human(&outcome))?,
         }
         Ok(if outcome.interrupted {
             Exit::Interrupted
@@ -207,12 +207,9 @@ async fn drill_on(
     Ok((outcome, previous))
 }
 
-/// The result table.
-pub fn human(o: &Outcome, previous: &[String]) -> String {
+/// The result table (what an interrupted drill before it left went to stderr).
+pub fn human(o: &Outcome) -> String {
     let mut t = String::new();
-    for p in previous {
-        let _ = writeln!(t, "{p}");
-    }
     let verdict = if o.interrupted {
         "INTERRUPTED"
     } else if o.passed() {
