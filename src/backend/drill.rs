@@ -68,6 +68,8 @@ impl fmt::Display for DrillId {
 pub enum Changed {
     /// SIGKILL sent; the supervisor restarts it (or the drill does).
     Killed { program: String, pid: u32 },
+    /// Stopped through the supervisor; started again by the drill (or the next one).
+    Stopped { program: String },
     /// SIGSTOP sent; SIGCONT undoes it (a reaper on the host sends it at `thaw_at_ms`).
     Frozen {
         program: String,
@@ -83,6 +85,7 @@ impl fmt::Display for Changed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Changed::Killed { program, pid } => write!(f, "program {program} killed (pid {pid})"),
+            Changed::Stopped { program } => write!(f, "program {program} stopped"),
             Changed::Frozen {
                 program,
                 pid,
@@ -278,6 +281,47 @@ pub fn start_script(root: &str, programs: &[&str]) -> Script {
     }
     s.raw(" || exit 1\necho started\n");
     s
+}
+
+/// Stops `program` through the supervisor; prints `at MS` once it is down.
+pub fn stop_script(root: &str, program: &str) -> Script {
+    let mut s = Script::new();
+    s.raw("cd")
+        .arg(root)
+        .raw(" || exit 1\n")
+        .raw(supervisord::FUNCTIONS)
+        .raw("wv_stop")
+        .arg(program)
+        .raw(" || exit 1\n")
+        .raw(NOW);
+    s
+}
+
+/// Asks a hub (from its host) for the newest heartbeat of every batch: `at MS`, then the
+/// API's JSON answer.
+pub fn heartbeats_script(query_url: &str) -> Script {
+    let mut s = Script::new();
+    s.raw(NOW)
+        .raw("curl -s --max-time 5 -G --data-urlencode 'query=max by (batch) (agent_heartbeat)' --url")
+        .arg(query_url)
+        .raw(" || echo unreachable\n");
+    s
+}
+
+/// The newest heartbeat (unix seconds, as the agents push it) of each batch in a Prometheus
+/// query answer.
+pub fn parse_heartbeats(json: &str) -> std::collections::BTreeMap<String, u64> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap_or_default();
+    v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let batch = r["metric"]["batch"].as_str()?.to_string();
+            let secs = r["value"][1].as_str()?.parse::<f64>().ok()?;
+            Some((batch, secs as u64))
+        })
+        .collect()
 }
 
 /// SIGSTOP each running program of `programs`, and leave a reaper on the host that sends
@@ -594,6 +638,22 @@ mod tests {
         let s = write_record_script("/r", &r, &serde_json::json!({"a": "it's"})).into_string();
         assert!(s.contains(&b64(&serde_json::to_vec_pretty(&r).unwrap())[..40]));
         assert!(s.contains("printf '%s\\n' '{\"a\":\"it'\\''s\"}' >> journal.jsonl"));
+    }
+
+    #[test]
+    fn the_stop_script_quotes_the_program_and_heartbeats_parse_per_batch() {
+        let s = stop_script("/r", "edge").into_string();
+        assert!(s.contains("wv_stop 'edge' || exit 1\n"), "{s}");
+        let q = heartbeats_script("http://127.0.0.2:9000/api/v1/query").into_string();
+        assert!(
+            q.contains("--url 'http://127.0.0.2:9000/api/v1/query'"),
+            "{q}"
+        );
+        let hb = parse_heartbeats(
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"batch":"pilot"},"value":[1796187000.1,"1796186990"]}]}}"#,
+        );
+        assert_eq!(hb.get("pilot"), Some(&1_796_186_990));
+        assert!(parse_heartbeats("unreachable").is_empty());
     }
 
     #[test]

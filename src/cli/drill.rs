@@ -26,6 +26,10 @@ pub enum KindArg {
     /// SIGKILL a planned program (TARGET: NAME or NAME@HOST); measure until it runs again
     /// with a new pid and its health checks are green.
     KillProcess,
+    /// Stop a hub, Pushgateway or NATS server (TARGET: its name) for --for (30s): meanwhile,
+    /// the time until the central hub holds a fresh heartbeat of every batch that used it;
+    /// then start it again and measure until its health checks are green.
+    StopService,
     /// Cut the link between two machines (TARGET: A,B; default the plan's two hosts) for
     /// --for (60s) with an nftables table of wavectl's own whose rules expire by themselves;
     /// publish numbered probes on both sides; after the heal both aggregate streams must hold
@@ -41,6 +45,7 @@ impl KindArg {
     fn kind(self) -> Kind {
         match self {
             KindArg::KillProcess => Kind::KillProcess,
+            KindArg::StopService => Kind::StopService,
             KindArg::Partition => Kind::Partition,
             KindArg::FreezeHost => Kind::FreezeHost,
         }
@@ -178,6 +183,7 @@ async fn drill_on(
     let outcome = match args.kind {
         KindArg::KillProcess => d.kill_process(args.target.unwrap_or_default()).await,
         KindArg::FreezeHost => d.freeze_host(args.target.unwrap_or_default()).await,
+        KindArg::StopService => d.stop_service(args.target.unwrap_or_default()).await,
         KindArg::Partition => d.partition(args.target).await,
     };
     let mut outcome = outcome.map_err(|e| {

@@ -22,6 +22,7 @@ use crate::transport::Host;
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     KillProcess,
+    StopService,
     Partition,
     FreezeHost,
 }
@@ -30,6 +31,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::KillProcess => "kill-process",
+            Kind::StopService => "stop-service",
             Kind::Partition => "partition",
             Kind::FreezeHost => "freeze-host",
         }
@@ -356,6 +358,176 @@ impl Drill<'_> {
             &host,
             killed_at,
             green_at.or(back_at),
+        ));
+        let result = if o.passed() { "pass" } else { "fail" };
+        self.finish(&host, &mut rec, result).await;
+        Ok(o)
+    }
+
+    /// `stop-service NAME`: stop a hub, Pushgateway or NATS server for `--for`; meanwhile
+    /// the time until the central hub holds a heartbeat pushed after the stop from every batch
+    /// that used it (they must reach it another way: their fallback); then start it again and
+    /// the time until its health checks are green.
+    pub async fn stop_service(&self, target: &str) -> Result<Outcome, DrillError> {
+        let plan = &self.loaded.plan;
+        let found = plan
+            .hubs
+            .iter()
+            .map(|h| (&h.name, &h.host, "hub"))
+            .chain(
+                plan.pushgateways
+                    .iter()
+                    .map(|g| (&g.name, &g.host, "pushgateway")),
+            )
+            .chain(plan.nats.iter().map(|n| (&n.name, &n.host, "nats")))
+            .find(|(n, _, _)| n.get_ref().as_str() == target);
+        let Some((name, host, kind)) = found else {
+            let all: Vec<String> = plan
+                .hubs
+                .iter()
+                .map(|h| h.name.get_ref().to_string())
+                .chain(
+                    plan.pushgateways
+                        .iter()
+                        .map(|g| g.name.get_ref().to_string()),
+                )
+                .chain(plan.nats.iter().map(|n| n.name.get_ref().to_string()))
+                .collect();
+            return Err(DrillError::Target(format!(
+                "no hub, Pushgateway or NATS server `{target}` in the plan; expected one of: {}",
+                all.join(", ")
+            )));
+        };
+        let (program, host) = (name.get_ref().to_string(), host.get_ref().to_string());
+        let mut o = self.outcome(Kind::StopService, &format!("{program}@{host}"));
+        // The batches that used it: their heartbeats must reach the central hub without it.
+        let batches: Vec<String> = plan
+            .batches
+            .iter()
+            .filter(|b| match kind {
+                "hub" => b.primary_hub.get_ref().as_str() == program,
+                "pushgateway" => match &b.pushgateway {
+                    Some(g) => g.get_ref().as_str() == program,
+                    None => plan.pushgateways.iter().any(|g| {
+                        g.name.get_ref().as_str() == program && g.host.get_ref() == b.host.get_ref()
+                    }),
+                },
+                _ => false,
+            })
+            .map(|b| b.name.get_ref().to_string())
+            .collect();
+        let central = central_hub(self.loaded);
+        let checks = checks_naming(self.loaded, &host, &program);
+        let mut rec = self.record(
+            Kind::StopService,
+            &o.target,
+            vec![Changed::Stopped {
+                program: program.clone(),
+            }],
+        );
+        self.write(&host, &rec, "started").await?;
+        let stopped = self
+            .exec(&host, &hostside::stop_script(self.root(&host), &program))
+            .await;
+        let stopped_at = match stopped {
+            Ok(out) => hostside::parse_at(&out).unwrap_or_else(now_ms),
+            Err(e) => {
+                let _ = self
+                    .exec(
+                        &host,
+                        &hostside::start_script(self.root(&host), &[&program]),
+                    )
+                    .await;
+                self.finish(&host, &mut rec, "fail").await;
+                return Err(e);
+            }
+        };
+        // While it is down: the central hub's view of the batches' heartbeats.
+        let hold_end = tokio::time::Instant::now() + self.hold;
+        let mut seen_at = None;
+        let mut held = true;
+        if let (false, Some((chost, url))) = (batches.is_empty(), &central) {
+            let since_s = stopped_at.div_ceil(1000);
+            while seen_at.is_none() && tokio::time::Instant::now() < hold_end {
+                if self.stop.requested() {
+                    held = false;
+                    break;
+                }
+                if let Ok(out) = self.exec(chost, &hostside::heartbeats_script(url)).await {
+                    let (at, rest) = hostside::split_timed(&out);
+                    let hb = hostside::parse_heartbeats(rest);
+                    if batches
+                        .iter()
+                        .all(|b| hb.get(b).is_some_and(|s| *s >= since_s))
+                    {
+                        seen_at = at;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if held {
+            held = self
+                .hold_for(hold_end.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
+        }
+        let started_at = self.host_now(&host).await;
+        let started = self
+            .exec(
+                &host,
+                &hostside::start_script(self.root(&host), &[&program]),
+            )
+            .await;
+        match &started {
+            Ok(_) => o
+                .restored
+                .push(format!("started {program} on {host} again")),
+            Err(e) => o
+                .problems
+                .push(format!("could not start {program} again: {e}")),
+        }
+        if !held {
+            o.interrupted = true;
+            o.outages
+                .push(outage(program.clone(), &host, stopped_at, started_at));
+            self.finish(&host, &mut rec, "interrupted").await;
+            return Ok(o);
+        }
+        let limit = self.thresholds.restart_max_ms;
+        let green_at = if checks.is_empty() {
+            started_at
+        } else {
+            self.until_green(&checks, Duration::from_millis(limit + 10_000))
+                .await
+        };
+        if !batches.is_empty() {
+            // The central hub can only see a heartbeat at its next scrape: the seed's
+            // failover target counts from there.
+            let scrape_ms = central_scrape_ms(self.loaded);
+            let fl = self.thresholds.failover_max_ms + scrape_ms;
+            o.figures.push(Figure::at_most(
+                &format!("heartbeats at central ({} batches)", batches.len()),
+                seen_at.map(|s| s.saturating_sub(stopped_at)),
+                "ms",
+                fl,
+            ));
+        }
+        o.figures.push(Figure::info(
+            "down",
+            started_at.map(|s| s.saturating_sub(stopped_at)),
+            "ms",
+        ));
+        o.figures.push(Figure::at_most(
+            "recovery after start (health green)",
+            green_at.zip(started_at).map(|(g, s)| g.saturating_sub(s)),
+            "ms",
+            limit,
+        ));
+        o.outages.push(outage(
+            program.clone(),
+            &host,
+            stopped_at,
+            green_at.or(started_at),
         ));
         let result = if o.passed() { "pass" } else { "fail" };
         self.finish(&host, &mut rec, result).await;
@@ -823,6 +995,48 @@ fn probe_host(p: &crate::primitive::Probe) -> &str {
     }
 }
 
+/// The central hub: the one other hubs remote-write to (else the first), with its host and
+/// query URL as its host sees it.
+fn central_hub(loaded: &Loaded) -> Option<(String, String)> {
+    let plan = &loaded.plan;
+    let hub = plan
+        .hubs
+        .iter()
+        .find(|h| {
+            plan.hubs.iter().any(|o| {
+                o.remote_write
+                    .iter()
+                    .any(|r| r.get_ref() == h.name.get_ref())
+            })
+        })
+        .or_else(|| plan.hubs.first())?;
+    let host = hub.host.get_ref().to_string();
+    let address = loaded.inventory.host(&host)?.address.get_ref().to_string();
+    let address = if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address
+    };
+    Some((
+        host,
+        format!("http://{address}:{}/api/v1/query", hub.port.get_ref()),
+    ))
+}
+
+fn central_scrape_ms(loaded: &Loaded) -> u64 {
+    let plan = &loaded.plan;
+    let central = central_hub(loaded);
+    plan.hubs
+        .iter()
+        .find(|h| {
+            central.as_ref().is_some_and(|(host, url)| {
+                h.host.get_ref().as_str() == host
+                    && url.ends_with(&format!(":{}/api/v1/query", h.port.get_ref()))
+            })
+        })
+        .map_or(0, |h| h.scrape_interval.value().as_millis() as u64)
+}
+
 /// The health checks of `host` that name `program` (`process NAME health`, `hub NAME ready`).
 fn checks_naming<'a>(loaded: &'a Loaded, host: &str, program: &str) -> Vec<&'a Check> {
     loaded
@@ -976,7 +1190,7 @@ pub async fn restore_left(d: &Drill<'_>, host: &str, mut rec: Record) -> Vec<Str
     let mut done = Vec::new();
     for c in &rec.changed {
         let r = match c {
-            Changed::Killed { program, .. } => {
+            Changed::Killed { program, .. } | Changed::Stopped { program } => {
                 let out = d.exec(host, &hostside::procs_script(d.root(host))).await;
                 let running = out
                     .as_deref()

@@ -1,4 +1,4 @@
-//! `wavectl drill` on the reference plan `plans/phase2.toml` (plus one process with
+//! `wavectl drill` (kill-process, stop-service, freeze-host, partition) on the reference plan `plans/phase2.toml` (plus one process with
 //! `autorestart = false`), applied once on a 2-host lab: each kind passes with figures below
 //! the thresholds it checks itself, a drill made to fail exits 1 and leaves the system as it
 //! was, a partition loses and doubles no probe and leaves no nftables table of wavectl's,
@@ -250,6 +250,21 @@ fn every_drill_kind_runs_on_the_reference_plan_and_restores_what_it_did() {
     let (frozen, _) = figure(&doc, "frozen");
     assert!(frozen.expect("frozen") >= 5_000, "{doc}");
     assert!(check_outages(&doc).len() > 10, "{doc}");
+
+    // stop-service: the edge hub down; the central hub keeps seeing the pc2 batches'
+    // heartbeats (it scrapes their Pushgateway as their fallback hub); then it starts again.
+    // --for covers the central hub's 30 s scrape interval + the 5 s failover limit.
+    let (run, doc) = drill(&repo, &["stop-service", "edge", "--for", "40s"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let (seen, limit) = figure(&doc, "heartbeats at central");
+    assert!(seen.expect("seen again") <= limit.expect("limit"), "{doc}");
+    let (recovery, limit) = figure(&doc, "recovery after start");
+    assert!(
+        recovery.expect("measured") <= limit.expect("limit"),
+        "{doc}"
+    );
+    assert_eq!(check_outages(&doc)[0]["component"], "edge");
+    all_running_and_green(&repo).expect("the edge hub runs again");
 
     // partition: both sides accept, nothing crosses during the cut, nothing lost or doubled.
     let (run, doc) = drill(&repo, &["partition", "mainpc,pc2", "--for", "20s"]);
