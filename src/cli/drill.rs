@@ -149,9 +149,30 @@ async fn drill_on(
         stop,
         hold,
     };
+    if let Some((host, lock)) = observed
+        .iter()
+        .find_map(|o| Some((&o.host, o.report.as_ref().ok()?.lock.as_ref()?)))
+    {
+        return Err(Hinted::new(
+            format!("refusing to drill: {host} is locked by {lock}"),
+            "wait for the apply to finish (or `wavectl unlock` a stale lock), then drill",
+        )
+        .into());
+    }
     // A drill that died before it finished: say so, and undo what it left.
     let mut previous = Vec::new();
-    for (host, rec) in drill::interrupted(loaded, &d.conns).await {
+    let left = drill::interrupted(loaded, &d.conns).await;
+    if let Some((host, rec)) = left.iter().find(|(_, r)| drill::still_running(r)) {
+        return Err(Hinted::new(
+            format!(
+                "refusing to drill: the drill {} ({} {}) runs on {host} (pid {})",
+                rec.id, rec.kind, rec.target, rec.pid
+            ),
+            "wait for it to finish; one drill at a time",
+        )
+        .into());
+    }
+    for (host, rec) in left {
         let line = rec.interrupted_line(&host);
         eprintln!("{line}");
         for r in drill::restore_left(&d, &host, rec).await {
@@ -292,10 +313,17 @@ pub async fn interrupted_lines(
         .await
         .into_iter()
         .map(|(h, r)| {
-            let line = format!(
-                "{} (the next `wavectl drill` restores it)",
-                r.interrupted_line(&h)
-            );
+            let line = if drill::still_running(&r) {
+                format!(
+                    "{h}: the drill {} ({} {}) is running (pid {})",
+                    r.id, r.kind, r.target, r.pid
+                )
+            } else {
+                format!(
+                    "{} (the next `wavectl drill` restores it)",
+                    r.interrupted_line(&h)
+                )
+            };
             (h, line)
         })
         .collect()
@@ -332,4 +360,52 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::drill::{Figure, Outage};
+
+    #[test]
+    fn the_result_table_shows_each_figure_against_its_limit_and_each_outage() {
+        let o = Outcome {
+            id: "abc".into(),
+            kind: Kind::KillProcess,
+            target: "nanoclaw@mainpc".into(),
+            figures: vec![
+                Figure {
+                    name: "restart".into(),
+                    value: Some(1_050),
+                    unit: "ms",
+                    limit: Some(5_000),
+                    at_least: false,
+                    passed: true,
+                },
+                Figure {
+                    name: "acked on pc2 during the cut".into(),
+                    value: Some(99),
+                    unit: "msgs",
+                    limit: Some(100),
+                    at_least: true,
+                    passed: false,
+                },
+            ],
+            outages: vec![Outage {
+                component: "nanoclaw".into(),
+                host: "mainpc".into(),
+                down_at: 0,
+                up_at: Some(1_050),
+                length_ms: Some(1_050),
+            }],
+            restored: vec!["started nanoclaw".into()],
+            problems: Vec::new(),
+            interrupted: false,
+            messages: None,
+        };
+        assert_eq!(
+            human(&o),
+            "drill abc kill-process nanoclaw@mainpc: FAIL\n  FIGURE                                       MEASURED        LIMIT  RESULT\n  restart                                        1.05 s    <= 5.00 s  pass\n  acked on pc2 during the cut                   99 msgs  >= 100 msgs  FAIL\noutages:\n  nanoclaw on mainpc: down 1970-01-01T00:00:00Z (0), up 1970-01-01T00:00:01Z (1050), 1.05 s\nrestored: started nanoclaw\n"
+        );
+    }
 }

@@ -1185,6 +1185,15 @@ pub async fn interrupted(
     out
 }
 
+/// Whether the drill of `rec` still runs: started from this machine by a process that is
+/// alive (then its record is not an interrupted one).
+pub fn still_running(rec: &Record) -> bool {
+    rec.operator == crate::run::operator()
+        && std::path::Path::new(&format!("/proc/{}", rec.pid)).exists()
+        && std::fs::read_to_string(format!("/proc/{}/cmdline", rec.pid))
+            .is_ok_and(|c| c.contains("drill"))
+}
+
 /// Undoes what an interrupted drill left on `host`, then marks its record restored.
 pub async fn restore_left(d: &Drill<'_>, host: &str, mut rec: Record) -> Vec<String> {
     let mut done = Vec::new();
