@@ -266,6 +266,34 @@ fn every_drill_kind_runs_on_the_reference_plan_and_restores_what_it_did() {
     assert_eq!(check_outages(&doc)[0]["component"], "edge");
     all_running_and_green(&repo).expect("the edge hub runs again");
 
+    // Without the lab's grant the partition is refused before anything changes, saying what
+    // to grant.
+    {
+        let grant = Path::new("/etc/sudoers.d/wavectl-lab-t150");
+        let saved = std::fs::read(grant).expect("the lab's sudoers file");
+        struct Restore<'a>(&'a Path, Vec<u8>);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::write(self.0, &self.1);
+                let _ = std::fs::set_permissions(self.0, std::fs::Permissions::from_mode(0o440));
+            }
+        }
+        let _restore = Restore(grant, saved);
+        std::fs::remove_file(grant).expect("remove the grant");
+        let run = repo.run(&["drill", "--yes", "plans/p.toml", "partition", "--for", "5s"]);
+        assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("may not run nft")
+                && run
+                    .stderr
+                    .contains("t150-mainpc ALL=(root) NOPASSWD: /usr/sbin/nft"),
+            "{}",
+            run.stderr
+        );
+        assert!(!wavectl_table());
+    }
+
     // partition: both sides accept, nothing crosses during the cut, nothing lost or doubled.
     let (run, doc) = drill(&repo, &["partition", "mainpc,pc2", "--for", "20s"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
