@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod apply;
 pub mod doctor;
+pub mod drill;
 pub mod engine;
 pub mod nats;
 pub mod observe;

@@ -7,6 +7,7 @@ mod completions;
 mod context;
 mod diff;
 mod doctor;
+mod drill;
 mod history;
 mod homes;
 mod init;
@@ -210,6 +211,27 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// Run a recovery drill on the running system and measure it against the plan's
+    /// `[drill]` thresholds (exit 0 pass, 1 fail, 130 interrupted; what it did is restored).
+    ///
+    /// It refuses unless every host answers, every planned program runs and every health
+    /// check is green; it journals itself in each host's root (`drill.json`), so the next
+    /// `drill` or `status` says when one was interrupted and what it left (and the next
+    /// `drill` restores it). freeze-host is for labs only.
+    Drill {
+        plan: PathBuf,
+        #[arg(value_enum)]
+        kind: drill::KindArg,
+        /// kill-process: NAME or NAME@HOST; freeze-host: HOST; partition: A,B (default: the
+        /// plan's two hosts).
+        target: Option<String>,
+        /// How long a freeze or a cut lasts (partition 60s, freeze-host 30s).
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        hold: Option<std::time::Duration>,
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long, short)]
+        yes: bool,
+    },
     /// The generations each host recorded: number, commit, who, when.
     History,
     /// Break a stale lock (its apply died), after showing whose it was.
@@ -336,6 +358,22 @@ pub fn main() -> ExitCode {
                 hours: *hours,
                 hub: hub.as_deref(),
                 svg: svg.as_deref(),
+            },
+        ),
+        Command::Drill {
+            plan,
+            kind,
+            target,
+            hold,
+            yes,
+        } => drill::run(
+            &ctx,
+            &drill::Args {
+                plan,
+                kind: *kind,
+                target: target.as_deref(),
+                hold: *hold,
+                yes: *yes,
             },
         ),
         Command::Migrations(m) => migrations::run(&ctx, m),

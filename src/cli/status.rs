@@ -132,6 +132,13 @@ pub fn run(ctx: &Context, plan: &Path) -> anyhow::Result<Exit> {
                 let _ = writeln!(text, "alerts: no alertmanager answers");
             }
         }
+        // A drill that never finished, and what it left.
+        for (host, line) in crate::cli::drill::interrupted_lines(&loaded, &observed).await {
+            let _ = writeln!(text, "{line}");
+            if let Some(doc) = docs.iter_mut().find(|d| d["host"] == *host) {
+                doc["drill_interrupted"] = json!(line);
+            }
+        }
         drop(probes);
         drop(conns);
         close_all(observed).await;

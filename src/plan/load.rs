@@ -20,6 +20,7 @@ const TOP_LEVEL: &[&str] = &[
     "alertmanager",
     "blackbox",
     "wave",
+    "drill",
 ];
 
 /// The only plan schema version this build understands.
@@ -53,6 +54,7 @@ pub fn parse_plan(file: &str, text: &str) -> (Plan, Vec<Diagnostic>) {
             "alertmanager" => plan.alertmanagers = doc.array("alertmanager", value),
             "blackbox" => plan.blackboxes = doc.array("blackbox", value),
             "wave" => plan.waves = doc.array("wave", value),
+            "drill" => plan.drill = doc.value(value).unwrap_or_default(),
             _ => doc.unknown_key(&key, TOP_LEVEL),
         }
     }

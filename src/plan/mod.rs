@@ -1,5 +1,6 @@
 //! The plan: its schema, loading with positions, validation, waves and expansion to primitives.
 
+pub mod drill;
 pub mod expand;
 pub mod health;
 pub mod instances;

@@ -32,6 +32,8 @@ pub struct Plan {
     pub alertmanagers: Vec<Alertmanager>,
     pub blackboxes: Vec<Blackbox>,
     pub waves: Vec<Wave>,
+    /// `[drill]`: the pass thresholds of `wavectl drill`.
+    pub drill: crate::plan::drill::DrillSettings,
 }
 
 /// A Prometheus server.

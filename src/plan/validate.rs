@@ -55,6 +55,7 @@ pub fn validate(
     c.alerting(secrets_provided);
     c.ports();
     c.waves();
+    c.diags.extend(plan.drill.validate(file));
     c.diags
 }
 

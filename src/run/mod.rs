@@ -5,6 +5,8 @@ pub mod alerts;
 pub mod apply;
 pub mod decide;
 pub mod doctor;
+pub mod drill;
+pub mod drill_probes;
 pub mod events;
 pub mod generations;
 pub mod git;

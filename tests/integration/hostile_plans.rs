@@ -384,6 +384,26 @@ fn refused_cases() -> Vec<Refused> {
             "\"mysql$(id)\"",
         ),
         plan_case(
+            "drill threshold with a command",
+            "\n[drill]\nrestart_max = \"5s; touch /tmp/wv-hostile-marker\"\n",
+            "\"5s; touch /tmp/wv-hostile-marker\"",
+        ),
+        plan_case(
+            "drill threshold out of range",
+            "\n[drill]\nrecovery_max = \"0s\"\n",
+            "\"0s\"",
+        ),
+        plan_case(
+            "drill probe count as a string",
+            "\n[drill]\nprobe_messages = \"100 $(id)\"\n",
+            "\"100 $(id)\"",
+        ),
+        plan_case(
+            "drill unknown key",
+            "\n[drill]\nnft_rule = \"drop\"\n",
+            "nft_rule",
+        ),
+        plan_case(
             "hosts selector with ..",
             "\n[[process]]\nname = \"p\"\nhosts = \"group:../etc\"\ncommand = [\"sleep\", \"1\"]\n",
             "\"group:../etc\"",

@@ -7,6 +7,7 @@ mod common;
 mod connections_lab;
 mod core_is_pure;
 mod diff_snapshots;
+mod drills_lab;
 mod gates_lab;
 mod hostile_plans;
 mod init_lab;

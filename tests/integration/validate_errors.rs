@@ -102,7 +102,7 @@ fn unknown_top_level_key_lists_the_top_level_keys() {
     let run = Repo::with_plan(&text).validate();
     assert_reports(
         &run,
-        "plans/p.toml:3:1: error: unknown key `colour`, expected one of `version`, `name`, `vars`, `hub`, `pushgateway`, `nats`, `stream`, `batch`, `process`, `migration`, `file`, `alertmanager`, `blackbox`, `wave`\n  |\n3 | colour = \"blue\"\n  | ^^^^^^\n",
+        "plans/p.toml:3:1: error: unknown key `colour`, expected one of `version`, `name`, `vars`, `hub`, `pushgateway`, `nats`, `stream`, `batch`, `process`, `migration`, `file`, `alertmanager`, `blackbox`, `wave`, `drill`\n  |\n3 | colour = \"blue\"\n  | ^^^^^^\n",
     );
     assert_problem_count(&run, 1);
 }
