@@ -11,7 +11,9 @@ use crate::diagnostic::Diagnostic;
 use crate::inventory::{Host, Inventory};
 use crate::plan::migrations;
 use crate::plan::resource::{Instance, Kind, ResourceId, agent_program};
-use crate::plan::schema::{Batch, Gate, Hub, NatsNode, Plan, ProbeRef, Process, Stream};
+use crate::plan::schema::{
+    Batch, Gate, Hub, NatsNode, Plan, ProbeRef, Process, Pushgateway, Stream,
+};
 use crate::plan::validate::parse_mode;
 use crate::plan::waves::{self, IMPLICIT_WAVE};
 use crate::primitive::{
@@ -694,10 +696,25 @@ impl<'a> Expander<'a> {
             .as_ref()
             .map(|f| hub_url(f.get_ref()))
             .unwrap_or_default();
-        let gateway = self
+        let gateway_url =
+            |g: &Pushgateway| Some(url(self.host(g.host.get_ref())?, *g.port.get_ref()));
+        let primary_gateway = self
             .batch_pushgateway(b)
-            .and_then(|g| plan.pushgateways.iter().find(|x| x.name.get_ref() == g))
-            .and_then(|g| Some(url(self.host(g.host.get_ref())?, *g.port.get_ref())))
+            .and_then(|g| plan.pushgateways.iter().find(|x| x.name.get_ref() == g));
+        let gateway = primary_gateway.and_then(gateway_url).unwrap_or_default();
+        // Where heartbeats go while its own Pushgateway is down: the one on its fallback hub's
+        // host, when that is another.
+        let fallback_gateway = b
+            .fallback_hub
+            .as_ref()
+            .and_then(|f| plan.hubs.iter().find(|h| h.name.get_ref() == f.get_ref()))
+            .and_then(|h| {
+                plan.pushgateways
+                    .iter()
+                    .find(|g| g.host.get_ref() == h.host.get_ref())
+            })
+            .filter(|g| primary_gateway.is_none_or(|p| p.name.get_ref() != g.name.get_ref()))
+            .and_then(gateway_url)
             .unwrap_or_default();
         let nats = self
             .batch_nats(b)
@@ -716,7 +733,8 @@ impl<'a> Expander<'a> {
                 &json!({
                     "name": name, "batch": b.name.get_ref(),
                     "primary_hub_url": primary, "fallback_hub_url": fallback,
-                    "pushgateway_url": gateway, "nats_url": nats,
+                    "pushgateway_url": gateway, "fallback_pushgateway_url": fallback_gateway,
+                    "nats_url": nats,
                     "heartbeat_s": b.heartbeat_interval.as_secs().max(1),
                 }),
             );

@@ -442,13 +442,32 @@ impl Drill<'_> {
                 return Err(e);
             }
         };
-        // While it is down: the central hub's view of the batches' heartbeats.
-        let hold_end = tokio::time::Instant::now() + self.hold;
+        // An agent detects the loss at its next heartbeat and the central hub sees the
+        // failed-over one at its next scrape: the seed's failover target counts from the
+        // detection, and the hub's view comes one scrape later.
+        let detect_ms = plan
+            .batches
+            .iter()
+            .filter(|b| batches.contains(&b.name.get_ref().to_string()))
+            .map(|b| b.heartbeat_interval.value().as_millis() as u64)
+            .max()
+            .unwrap_or(0);
+        let failover_limit =
+            self.thresholds.failover_max_ms + detect_ms + central_scrape_ms(self.loaded);
+        // While it is down: the central hub's view of the batches' heartbeats. It stays down
+        // until they are seen or the failover limit has passed, even past --for.
+        let down_for = if batches.is_empty() {
+            self.hold
+        } else {
+            self.hold.max(Duration::from_millis(failover_limit + 1000))
+        };
+        let watched_from = tokio::time::Instant::now();
+        let (hold_end, watch_end) = (watched_from + self.hold, watched_from + down_for);
         let mut seen_at = None;
         let mut held = true;
         if let (false, Some((chost, url))) = (batches.is_empty(), &central) {
             let since_s = stopped_at.div_ceil(1000);
-            while seen_at.is_none() && tokio::time::Instant::now() < hold_end {
+            while seen_at.is_none() && tokio::time::Instant::now() < watch_end {
                 if self.stop.requested() {
                     held = false;
                     break;
@@ -501,15 +520,11 @@ impl Drill<'_> {
                 .await
         };
         if !batches.is_empty() {
-            // The central hub can only see a heartbeat at its next scrape: the seed's
-            // failover target counts from there.
-            let scrape_ms = central_scrape_ms(self.loaded);
-            let fl = self.thresholds.failover_max_ms + scrape_ms;
             o.figures.push(Figure::at_most(
                 &format!("heartbeats at central ({} batches)", batches.len()),
                 seen_at.map(|s| s.saturating_sub(stopped_at)),
                 "ms",
-                fl,
+                failover_limit,
             ));
         }
         o.figures.push(Figure::info(

@@ -266,6 +266,17 @@ fn every_drill_kind_runs_on_the_reference_plan_and_restores_what_it_did() {
     assert_eq!(check_outages(&doc)[0]["component"], "edge");
     all_running_and_green(&repo).expect("the edge hub runs again");
 
+    // stop-service of pc2's Pushgateway for the default 30 s: its agents push to their
+    // fallback hub's Pushgateway meanwhile, and the central hub sees them there.
+    let (run, doc) = drill(&repo, &["stop-service", "pushgateway-pc2"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let (seen, limit) = figure(&doc, "heartbeats at central");
+    assert!(seen.expect("seen again") <= limit.expect("limit"), "{doc}");
+    let drilled = check_outages(&doc)[0].clone();
+    assert_eq!(drilled["component"], "pushgateway-pc2");
+    all_running_and_green(&repo).expect("the Pushgateway runs again");
+    report_shows_the_drills_outage(&repo, &drilled);
+
     // Without the lab's grant the partition is refused before anything changes, saying what
     // to grant.
     {
@@ -408,4 +419,98 @@ fn a_drill_on_a_host_that_does_not_answer_is_refused_before_anything_changes() {
     let run = repo.run(&["drill", "--yes", "plans/p.toml", "kill-process", "nanoclaw"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("refusing to drill"), "{}", run.stderr);
+}
+
+/// `report --hours 1` shows the drill's outage of the component, its length within one of the
+/// central hub's 30 s scrape intervals of the drill's own measurement, and draws one line
+/// series per component into an SVG that parses.
+fn report_shows_the_drills_outage(repo: &Repo, drilled: &Value) {
+    let component = drilled["component"].as_str().expect("component");
+    let measured = drilled["length_ms"].as_u64().expect("length") as f64 / 1000.0;
+    let svg = repo.path().join("uptime.svg");
+    let svg_arg = svg.to_str().expect("utf-8 path");
+    let started = Instant::now();
+    let doc = loop {
+        let run = repo.run(&[
+            "report",
+            "plans/p.toml",
+            "--hours",
+            "1",
+            "-o",
+            "json",
+            "--svg",
+            svg_arg,
+        ]);
+        assert!(
+            run.code == 0 || run.code == 2,
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        let doc = json(&run);
+        let outage = doc["report"]["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .find(|c| c["name"] == component)
+            .and_then(|c| {
+                c["outages"]
+                    .as_array()?
+                    .iter()
+                    .rev()
+                    .find(|o| {
+                        o["ongoing"] == false
+                            && o["end"].as_f64().unwrap_or(0.0) * 1000.0
+                                > drilled["down_at"].as_f64().unwrap_or(f64::MAX)
+                    })
+                    .cloned()
+            });
+        match outage {
+            Some(o) => break (doc, o),
+            None if started.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            None => panic!("the report never showed the outage of {component}: {doc}"),
+        }
+    };
+    let (doc, outage) = doc;
+    let seen = outage["seconds"].as_f64().expect("seconds");
+    assert!(
+        (seen - measured).abs() <= 30.0,
+        "the report's {seen} s against the drill's {measured} s: {outage}"
+    );
+    let text = std::fs::read_to_string(&svg).expect("the SVG was written");
+    let parsed = roxmltree::Document::parse(&text).expect("the SVG parses");
+    assert_eq!(parsed.root_element().tag_name().name(), "svg");
+    let labels: Vec<&str> = parsed
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect();
+    for c in doc["report"]["components"].as_array().expect("components") {
+        let label = format!(
+            "{}.{}@{}",
+            c["kind"].as_str().unwrap_or_default(),
+            c["name"].as_str().unwrap_or_default(),
+            c["host"].as_str().unwrap_or_default()
+        );
+        assert!(
+            labels.iter().any(|t| t.trim().starts_with(&label)),
+            "{label} in {labels:?}"
+        );
+    }
+    let watched = doc["report"]["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .filter(|c| c["uptime_percent"].is_number())
+        .count();
+    let series = parsed
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .count();
+    assert!(
+        series >= watched,
+        "{series} polylines for {watched} watched components"
+    );
 }
