@@ -27,11 +27,13 @@ pub fn install_command() -> String {
 /// `all` nor a number (pm2 reads those as every process and as a process id). Each
 /// function's variables carry its own prefix (sh has no local scope).
 ///
-/// - `wv_pm2 ARGS...`: pm2 under the root's PM2_HOME (its first call starts the daemon).
+/// - `wv_pm2 ARGS...`: pm2 under the root's PM2_HOME, a directory of mode 0700 (its first
+///   call starts the daemon).
 /// - `wv_apps NAME...`: the apps of NAME's ecosystem files, merged into `run/pm2-apps.json`,
 ///   so one pm2 call acts on all of them.
 /// - `wv_pm2_kill`: stops the daemon (and so its processes), waiting until it is gone.
 pub const FUNCTIONS: &str = r#"wv_pm2() {
+  [ -d run/pm2 ] || (umask 077; mkdir -p run/pm2)
   PM2_HOME="$PWD/run/pm2" NO_COLOR=1 FORCE_COLOR=0 pm2 "$@"
 }
 wv_pm2_up() {

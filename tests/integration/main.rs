@@ -15,6 +15,7 @@ mod local_transport;
 mod many_hosts;
 mod migrations_lab;
 mod nats_cluster;
+mod pm2_lab;
 mod render_tools;
 mod rollback_lab;
 mod services_lab;
