@@ -344,3 +344,80 @@ fn is_nanoclaw(pid: u32) -> bool {
         .map(|e| String::from_utf8_lossy(&e).contains("LOG_LEVEL=info"))
         .unwrap_or(false)
 }
+
+/// nanoclaw on mainpc; with `more`, a wave adding oracle on mainpc and pc2's first program,
+/// whose gate probes a closed port.
+fn gated_plan(more: bool) -> String {
+    let wave = if more {
+        r#"
+[[process]]
+name = "oracle"
+host = "mainpc"
+command = ["sleep", "infinity"]
+
+[[process]]
+name = "edge-one"
+host = "pc2"
+command = ["sleep", "infinity"]
+
+[[wave]]
+name = "more"
+select = ["process.oracle", "process.edge-one"]
+[[wave.gate]]
+tcp = { host = "mainpc", port = 9 }
+timeout = "2s"
+interval = "500ms"
+"#
+    } else {
+        ""
+    };
+    format!(
+        r#"version = 1
+name = "pm2-gates"
+
+[[process]]
+name = "nanoclaw"
+host = "mainpc"
+command = ["sleep", "infinity"]
+
+[[wave]]
+name = "app"
+select = ["process.nanoclaw"]
+{wave}"#
+    )
+}
+
+#[test]
+fn a_failed_gate_undoes_its_wave_under_pm2_and_a_root_left_empty_keeps_no_daemon() {
+    let lab = pm2_lab(136);
+    let repo = Repo::with_plan(&gated_plan(false))
+        .commit("v1")
+        .with_inventory(lab.inventory());
+    apply(&repo);
+    let nanoclaw = pid_of(&repo, "mainpc", "nanoclaw").expect("nanoclaw runs");
+    assert!(daemon(&lab, "pc2").is_none(), "pc2 has nothing to run yet");
+
+    let repo = repo.file("plans/p.toml", &gated_plan(true)).commit("v2");
+    let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("the wave was rolled back on every host it touched"),
+        "{}",
+        run.stderr
+    );
+    // mainpc: oracle deleted from pm2 and its file gone; nanoclaw untouched.
+    assert_eq!(jlist_names(&lab, "mainpc"), vec!["nanoclaw".to_string()]);
+    assert!(!lab.root("mainpc").join("files/pm2/oracle.json").exists());
+    assert_eq!(pid_of(&repo, "mainpc", "nanoclaw"), Some(nanoclaw));
+    // pc2: its only program is gone, and with it the daemon the wave started.
+    assert!(!lab.root("pc2").join("files/pm2/edge-one.json").exists());
+    assert!(
+        daemon(&lab, "pc2").is_none(),
+        "pc2's pm2 daemon outlived the undo of the wave that started it"
+    );
+    let leftover = lab.ssh("pc2", "pgrep -u \"$(id -u)\" -x sleep || true");
+    assert_eq!(leftover.trim(), "", "edge-one still runs on pc2");
+    let diff = repo.run(&["diff", "plans/p.toml"]);
+    assert_eq!(diff.code, 2, "{}", diff.stdout);
+}
