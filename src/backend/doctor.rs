@@ -538,6 +538,19 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_pm2_is_installed_from_npm_at_the_pinned_version() {
+        let r = parse("bin missing pm2\n");
+        let f = judge(&[]).findings(&r);
+        assert_eq!(
+            (f[0].detail.as_str(), f[0].fix.as_deref()),
+            (
+                "`pm2` is not on the PATH (npm package pm2)",
+                Some("npm install -g pm2@6.0.14")
+            )
+        );
+    }
+
+    #[test]
     fn a_port_is_free_ours_or_taken() {
         let report = concat!(
             "bin ok ss\n",

@@ -151,6 +151,13 @@ fn the_reference_plan_applies_on_pm2_hosts_with_its_gates_green_and_secrets_kept
     assert!(!said.contains(": fail "), "{said}");
     let diff = repo.run(&["diff", "plans/p.toml"]);
     assert_eq!(diff.code, 0, "not in sync:\n{}{}", diff.stdout, diff.stderr);
+    // doctor: pm2 and node found, the planned ports held by this root's pm2 programs.
+    let doctor = repo.run(&["doctor", "plans/p.toml"]);
+    assert_eq!(
+        doctor.code, 0,
+        "doctor red after apply:\n{}{}",
+        doctor.stdout, doctor.stderr
+    );
 
     // Every planned process runs under its root's pm2, which lists exactly them.
     let status = json(&repo.run(&["status", "-o", "json", "plans/p.toml"]));
