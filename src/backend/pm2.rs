@@ -114,8 +114,13 @@ wv_update() {
 }
 wv_wait_running() {
   wr_end=$(( $(date +%s) + 30 ))
+  wr_prev=""
   while :; do
-    wr_bad=$(wv_procs | WANT="$*" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " ") } { s[$1] = $2 } END { for (i = 1; i <= n; i++) if (s[w[i]] != "RUNNING") print w[i], ((w[i] in s) ? s[w[i]] : "ABSENT") }')
+    wr_now=$(wv_procs)
+    # pm2 calls a process online as soon as it is spawned: it counts as running once two
+    # looks in a row saw it online with the same pid (one that exits at once never does).
+    wr_bad=$(printf '%s\n' "$wr_now" | WANT="$*" PREV="$wr_prev" awk 'BEGIN { n = split(ENVIRON["WANT"], w, " "); m = split(ENVIRON["PREV"], p, "\n"); for (i = 1; i <= m; i++) { split(p[i], f, " "); if (f[2] == "RUNNING") was[f[1]] = f[3] } } { s[$1] = $2; pid[$1] = $3 } END { for (i = 1; i <= n; i++) { k = w[i]; if (s[k] != "RUNNING") print k, ((k in s) ? s[k] : "ABSENT"); else if (was[k] != pid[k]) print k, "STARTING" } }')
+    wr_prev=$wr_now
     [ -z "$wr_bad" ] && return 0
     wr_fatal=$(printf '%s\n' "$wr_bad" | awk '$2 == "FATAL" { print $1 }')
     for wr_n in $wr_fatal; do echo "$wr_n could not start (pm2: errored, it exits too quickly); see $PWD/logs/$wr_n.log" >&2; done

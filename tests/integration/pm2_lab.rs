@@ -428,3 +428,27 @@ fn a_failed_gate_undoes_its_wave_under_pm2_and_a_root_left_empty_keeps_no_daemon
     let diff = repo.run(&["diff", "plans/p.toml"]);
     assert_eq!(diff.code, 2, "{}", diff.stdout);
 }
+
+#[test]
+fn a_program_that_exits_at_once_fails_its_apply_under_pm2() {
+    let lab = Lab::up_with(137, 1, &["--supervisor", "pm2"]);
+    let plan = "version = 1\nname = \"crash\"\n\n[[process]]\nname = \"crasher\"\nhost = \"mainpc\"\ncommand = [\"false\"]\nrestart_delay = \"100ms\"\nmax_restarts = 3\n";
+    let repo = Repo::with_plan(plan)
+        .commit("crash")
+        .with_inventory(lab.inventory());
+    let run = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    // pm2 calls it online for a moment after each spawn; the wait wants it online twice in a
+    // row with one pid, which it never is. (With a restart delay pm2 leaves it "waiting
+    // restart" rather than "errored", so the wait's bound ends it.)
+    assert!(
+        run.stderr
+            .contains("step `wait for processes to run` failed")
+            && run.stderr.contains("crasher"),
+        "{}",
+        run.stderr
+    );
+    // The failed wave is undone: nothing of it runs, not even the daemon.
+    assert!(!lab.root("mainpc").join("files/pm2/crasher.json").exists());
+    assert!(daemon(&lab, "mainpc").is_none());
+}
