@@ -23,4 +23,5 @@ pub mod state;
 pub mod toml_doc;
 pub mod transport;
 pub mod units;
+pub mod uptime;
 pub mod value;

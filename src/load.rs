@@ -214,6 +214,10 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
                 .filter_map(|r| r.telegram.as_ref())
                 .map(|t| t.get_ref().bot_token.get_ref().to_string()),
         )
+        .chain(plan.migrations.iter().filter_map(|m| {
+            let p = m.postgres.as_ref()?;
+            Some(p.get_ref().password_secret.get_ref().to_string())
+        }))
         .collect();
     let secret_values = secrets::resolve(&names, req.env, &secret_file_values);
     let provided = secret_values.keys().cloned().collect();
@@ -246,6 +250,12 @@ pub fn load(repo: &dyn PlanRepo, req: &Request<'_>) -> Result<Loaded, Invalid> {
         sources.add(&src.file, &src.text);
     }
     let migration_files = read_migration_dirs(repo, &plan);
+    // Engine rules point into migration files: their text shows the line.
+    for (dir, files) in &migration_files {
+        for (name, text) in files.iter().flatten() {
+            sources.add(&format!("{}/{name}", dir.trim_end_matches('/')), text);
+        }
+    }
     let inputs = Inputs {
         file: &plan_name,
         inventory: &inv,

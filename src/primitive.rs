@@ -104,11 +104,43 @@ impl ProcessSpec {
 pub struct DatabaseSpec {
     pub name: String,
     pub engine: crate::plan::schema::Engine,
-    /// Absolute, or relative to the host root.
+    /// Absolute, or relative to the host root (sqlite: the database file; postgres: the
+    /// passfile's stem, written for the length of one script).
     pub path: String,
+    /// postgres: the server and login (`None` for sqlite).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgTarget>,
     pub migrations: Vec<MigrationSpec>,
     #[serde(flatten)]
     pub origin: Origin,
+}
+
+/// A PostgreSQL database as a host's `psql` reaches it: validated values only.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct PgTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+    /// The secret's name (its value is `password`).
+    pub password_secret: String,
+    /// Never serialized: it travels to the host only inside the passfile.
+    #[serde(skip)]
+    pub password: String,
+}
+
+/// The password masked.
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .field("password_secret", &self.password_secret)
+            .field("password", &crate::secrets::MASK)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -159,6 +159,23 @@ fn ident(text: &str) -> Result<(), String> {
     }
 }
 
+fn pg_name(text: &str) -> Result<(), String> {
+    let ok = text.len() <= 63
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid PostgreSQL name `{}`, expected 1 to 63 letters, digits and `_`, not starting with a digit ([A-Za-z_][A-Za-z0-9_]*)",
+            shown(text)
+        ))
+    }
+}
+
 fn host_selector(text: &str) -> Result<(), String> {
     let name = text.strip_prefix("group:").unwrap_or(text);
     if text == "*" || ident(name).is_ok() {
@@ -366,6 +383,12 @@ fn subject(text: &str) -> Result<(), String> {
     }
 }
 
+value_type!(
+    /// A PostgreSQL role or database name: `[A-Za-z_][A-Za-z0-9_]*`, at most 63 (the server's
+    /// identifier limit), so it needs no quoting in SQL, a passfile or the environment.
+    PgName,
+    pg_name
+);
 value_type!(
     /// A resource, host, wave or agent name: it becomes file names, program names and words.
     Ident,

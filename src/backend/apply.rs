@@ -9,10 +9,11 @@ use std::fmt;
 use serde_json::json;
 
 use crate::backend::script::Script;
-use crate::backend::sqlite;
 use crate::backend::supervisor::{self, Backend};
+use crate::backend::{engine, sqlite};
 use crate::diff::{Change, FileAction, MigrationAction, ProcessAction};
 use crate::inventory::Supervisor;
+use crate::plan::schema::Engine;
 use crate::primitive::HostDesired;
 use crate::state::{HostState, Lock};
 
@@ -33,11 +34,13 @@ pub enum Step {
         db: String,
         id: u32,
         file: String,
+        engine: Engine,
     },
     RevertMigration {
         db: String,
         id: u32,
         file: String,
+        engine: Engine,
     },
     /// The supervisor (by name) acting on the program files that changed.
     SupervisorUpdate(&'static str),
@@ -132,10 +135,11 @@ impl Built {
             })
             .flatten();
         let message = match &step {
-            // SQLite's error, mapped to the migration file and its line.
-            Some(Step::ApplyMigration { file, .. } | Step::RevertMigration { file, .. }) => {
-                sqlite::parse_failure(stderr, file)
-            }
+            // The engine's error, mapped to the migration file and its line.
+            Some(
+                Step::ApplyMigration { file, engine, .. }
+                | Step::RevertMigration { file, engine, .. },
+            ) => engine::of(*engine).parse_failure(stderr, file),
             _ => last_line(stderr).to_string(),
         };
         Failure { step, message }
@@ -433,16 +437,17 @@ pub fn wave_script(
         let Some(db) = desired.databases.iter().find(|d| &d.name == database) else {
             continue;
         };
-        let path = crate::backend::observe::absolute(root, &db.path);
+        let eng = engine::for_db(db);
         match action {
             MigrationAction::Revert => {
                 let step = Step::RevertMigration {
                     db: database.clone(),
                     id: *id,
                     file: sqlite::down_file_name(*id, name),
+                    engine: db.engine,
                 };
                 s.step(step, |b| {
-                    subshell(b, &sqlite::revert_script(&path, *id));
+                    subshell(b, &eng.revert_script(root, db, *id));
                     b.raw("\n");
                 });
             }
@@ -454,9 +459,10 @@ pub fn wave_script(
                     db: database.clone(),
                     id: *id,
                     file: sqlite::up_file_name(*id, name),
+                    engine: db.engine,
                 };
                 s.step(step, |b| {
-                    subshell(b, &sqlite::apply_script(&path, m, generation, commit));
+                    subshell(b, &eng.apply_script(root, db, m, generation, commit));
                     b.raw("\n");
                 });
             }

@@ -4,14 +4,17 @@
 pub mod alerts;
 pub mod apply;
 pub mod doctor;
+pub mod engine;
 pub mod nats;
 pub mod observe;
 pub mod pin;
 pub mod pm2;
+pub mod postgres;
 pub mod script;
 pub mod sqlite;
 pub mod supervisor;
 pub mod supervisord;
+pub mod uptime;
 
 pub use script::quote as sh_quote;
 
@@ -31,6 +34,7 @@ pub fn package_of(program: &str) -> Option<&'static str> {
         "nats-server" => "nats-server",
         "supervisord" | "supervisorctl" => "supervisor",
         "sqlite3" => "sqlite3",
+        "psql" => "postgresql-client",
         "curl" => "curl",
         "sha256sum" | "base64" | "sync" => "coreutils",
         "awk" => "mawk",

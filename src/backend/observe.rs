@@ -31,8 +31,11 @@ pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
             out.push(cmd.clone());
         }
     }
-    if !desired.databases.is_empty() && !out.iter().any(|p| p == "sqlite3") {
-        out.push("sqlite3".into());
+    for db in &desired.databases {
+        let program = crate::backend::engine::for_db(db).program();
+        if !out.iter().any(|p| p == program) {
+            out.push(program.into());
+        }
     }
     out
 }
@@ -96,9 +99,7 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
     for db in &desired.databases {
         s.raw("printf 'dbsection %s\\n'").arg(&db.name).raw("\n");
         s.raw("( ")
-            .script(&crate::backend::sqlite::list_script(&absolute(
-                root, &db.path,
-            )))
+            .script(&crate::backend::engine::for_db(db).list_script(root, db))
             .raw(" ) 2>/dev/null | sed 's/^/dbline /'\n");
     }
     let backend = supervisor::of(desired.supervisor);
@@ -258,7 +259,7 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
         }
     }
     for (db, text) in db_lines {
-        match crate::backend::sqlite::parse_list(&text) {
+        match crate::backend::engine::parse_list(&text) {
             Ok(listing) => {
                 if let Some(why) = &listing.dirty {
                     o.database_problems.push(format!(
@@ -360,6 +361,7 @@ mod tests {
                 name: "app".into(),
                 engine: Default::default(),
                 path: "data/app.db".into(),
+                postgres: None,
                 migrations: vec![],
                 origin,
             }],

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use crate::backend::{observe::absolute, sqlite};
+use crate::backend::engine;
 use crate::cli::{Context, Output};
 use crate::exit::Exit;
 use crate::primitive::DatabaseSpec;
@@ -48,21 +48,21 @@ pub fn run(ctx: &Context, cmd: &Migrations) -> anyhow::Result<Exit> {
     match cmd {
         Migrations::Status { plan, db } => status(ctx, plan, db.as_deref()),
         Migrations::Accept { plan, db, id } => {
-            decide(ctx, plan, db, &format!("accept {id:04}"), |path, spec| {
+            decide(ctx, plan, db, &format!("accept {id:04}"), |root, spec| {
                 let m = spec
                     .migrations
                     .iter()
                     .find(|m| m.id == *id)
                     .with_context(|| format!("the plan has no migration {id:04} in {db}"))?;
-                Ok(sqlite::accept_script(path, m))
+                Ok(engine::for_db(spec).accept_script(root, spec, m))
             })
         }
-        Migrations::Resolve { plan, db } => decide(ctx, plan, db, "resolve", |path, _| {
-            Ok(sqlite::resolve_script(path))
+        Migrations::Resolve { plan, db } => decide(ctx, plan, db, "resolve", |root, spec| {
+            Ok(engine::for_db(spec).resolve_script(root, spec))
         }),
         Migrations::Baseline { plan, db, id } => {
-            decide(ctx, plan, db, &format!("baseline {id:04}"), |path, spec| {
-                Ok(sqlite::baseline_script(path, *id, &spec.migrations))
+            decide(ctx, plan, db, &format!("baseline {id:04}"), |root, spec| {
+                Ok(engine::for_db(spec).baseline_script(root, spec, *id))
             })
         }
     }
@@ -127,7 +127,8 @@ fn status(ctx: &Context, plan: &Path, only: Option<&str>) -> anyhow::Result<Exit
     })
 }
 
-/// Runs one operator decision on the host holding `db`, and journals it there.
+/// Runs one operator decision on the host holding `db`, and journals it there; `script` is
+/// given the host root and the database.
 fn decide(
     ctx: &Context,
     plan: &Path,
@@ -148,8 +149,7 @@ fn decide(
         .inventory
         .host(&host)
         .with_context(|| format!("host {host} is not in the inventory"))?;
-    let path = absolute(&inv.root, &spec.path);
-    let body = script(&path, &spec)?;
+    let body = script(&inv.root, &spec)?;
     let entry = crate::run::journal_entry(format!("migrations {what} {db}"));
     let full = crate::backend::apply::journaled(&inv.root, &body, &entry);
     ctx.runtime()?.block_on(async {
@@ -157,7 +157,10 @@ fn decide(
         let out = conn.run(full.as_str()).await?;
         conn.close().await;
         if !out.success() {
-            bail!("{host}: {}", sqlite::parse_failure(&out.stderr, db));
+            bail!(
+                "{host}: {}",
+                engine::for_db(&spec).parse_failure(&out.stderr, db)
+            );
         }
         print!("{}", out.stdout);
         Ok(Exit::Ok)

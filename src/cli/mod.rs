@@ -19,6 +19,7 @@ mod rollback;
 mod status;
 mod unlock;
 mod unpin;
+mod uptime_report;
 mod validate;
 
 use std::path::PathBuf;
@@ -195,6 +196,20 @@ pub enum Command {
     Status { plan: PathBuf },
     /// What fires now, per alerting hub and alertmanager (exit 0 nothing, 2 something fires).
     Alerts { plan: PathBuf },
+    /// Uptime per component over the last N hours, read from the central hub: uptime, outages,
+    /// heartbeat coverage, overall against the 99.9 % target (exit 0 met, 2 not met).
+    Report {
+        plan: PathBuf,
+        /// How far back.
+        #[arg(long, default_value_t = 168, value_name = "N")]
+        hours: u64,
+        /// The hub to read (default: the one other hubs remote-write to, else the first).
+        #[arg(long, value_name = "NAME")]
+        hub: Option<String>,
+        /// Also draw the timeline of every component into this SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
     /// The generations each host recorded: number, commit, who, when.
     History,
     /// Break a stale lock (its apply died), after showing whose it was.
@@ -309,6 +324,20 @@ pub fn main() -> ExitCode {
         Command::Unpin { plan, host } => unpin::run(&ctx, plan, host.as_deref()),
         Command::Status { plan } => status::run(&ctx, plan),
         Command::Alerts { plan } => alerts::run(&ctx, plan),
+        Command::Report {
+            plan,
+            hours,
+            hub,
+            svg,
+        } => uptime_report::run(
+            &ctx,
+            &uptime_report::Args {
+                plan,
+                hours: *hours,
+                hub: hub.as_deref(),
+                svg: svg.as_deref(),
+            },
+        ),
         Command::Migrations(m) => migrations::run(&ctx, m),
         Command::Unlock { host, yes } => unlock::run(&ctx, host, *yes),
         Command::History => history::run(&ctx),

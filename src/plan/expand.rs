@@ -15,8 +15,8 @@ use crate::plan::schema::{Batch, Gate, Hub, NatsNode, Plan, ProbeRef, Process, S
 use crate::plan::validate::parse_mode;
 use crate::plan::waves::{self, IMPLICIT_WAVE};
 use crate::primitive::{
-    Check, DatabaseSpec, Desired, FileSpec, HostDesired, Origin, Probe, ProcessSpec, StreamConfig,
-    StreamSourceSpec, WaveSpec,
+    Check, DatabaseSpec, Desired, FileSpec, HostDesired, Origin, PgTarget, Probe, ProcessSpec,
+    StreamConfig, StreamSourceSpec, WaveSpec,
 };
 use crate::render::Templates;
 
@@ -874,11 +874,46 @@ impl<'a> Expander<'a> {
             };
             match parsed {
                 Ok(list) => {
-                    let path = format!("data/{}", m.database.get_ref());
+                    for d in crate::plan::migration_rules::check_files(m, &list) {
+                        self.diags.push(d);
+                    }
+                    let name = m.name.get_ref();
+                    // validate requires the field of the engine; a missing one expands empty.
+                    let path = match &m.database {
+                        Some(db) => format!("data/{}", db.get_ref()),
+                        None => format!("run/pgpass-{name}"),
+                    };
+                    let postgres = m.postgres.as_ref().map(|p| {
+                        let p = p.get_ref();
+                        let secret = p.password_secret.get_ref().to_string();
+                        PgTarget {
+                            host: p.host.get_ref().to_string(),
+                            port: *p.port.get_ref(),
+                            user: p.user.get_ref().to_string(),
+                            dbname: p.dbname.get_ref().to_string(),
+                            password: self
+                                .inputs
+                                .secrets
+                                .get(&secret)
+                                .cloned()
+                                .unwrap_or_default(),
+                            password_secret: secret,
+                        }
+                    });
+                    if let Some(t) = &postgres {
+                        let file = self.inputs.file;
+                        self.diags
+                            .extend(crate::plan::migration_rules::check_password(
+                                file,
+                                m,
+                                &t.password,
+                            ));
+                    }
                     let spec = DatabaseSpec {
-                        name: m.name.get_ref().to_string(),
+                        name: name.to_string(),
                         engine: m.engine,
                         path,
+                        postgres,
                         migrations: list,
                         origin: self.origin(Kind::Migration, m.name.get_ref(), m.host.get_ref()),
                     };

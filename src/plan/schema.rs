@@ -8,7 +8,8 @@ use serde_spanned::Spanned;
 
 use crate::units::{Dur, Size};
 use crate::value::{
-    Arg, EnvKey, HostPath, HostSelector, Ident, Line, RelPath, Subject, TemplateName, Text,
+    Address, Arg, EnvKey, HostPath, HostSelector, Ident, Line, PgName, RelPath, Subject,
+    TemplateName, Text,
 };
 
 /// A name or a reference to one, with its position.
@@ -381,8 +382,10 @@ pub struct MigrationSet {
     pub host: Name,
     #[serde(default)]
     pub engine: Engine,
-    /// Path on the host, under the host root's `data/`.
-    pub database: Spanned<RelPath>,
+    /// sqlite: path on the host, under the host root's `data/`.
+    pub database: Option<Spanned<RelPath>>,
+    /// postgres: the server the host's `psql` connects to.
+    pub postgres: Option<Spanned<PgServer>>,
     /// Directory in the plan repo holding `NNNN_name.up.sql` and `NNNN_name.down.sql`.
     pub dir: Spanned<RelPath>,
 }
@@ -392,6 +395,24 @@ pub struct MigrationSet {
 pub enum Engine {
     #[default]
     Sqlite,
+    Postgres,
+}
+
+/// Where a `postgres` migration set's database is, as the host reaches it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgServer {
+    pub host: Spanned<Address>,
+    #[serde(default = "default_pg_port")]
+    pub port: Spanned<u16>,
+    pub user: Spanned<PgName>,
+    pub dbname: Spanned<PgName>,
+    /// The secret (environment or secrets file) holding the user's password.
+    pub password_secret: Spanned<EnvKey>,
+}
+
+fn default_pg_port() -> Spanned<u16> {
+    Spanned::new(0..0, 5432)
 }
 
 /// A file the plan puts on a host, from a template or literal content; like a process, on

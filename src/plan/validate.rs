@@ -47,6 +47,13 @@ pub fn validate(
     c.streams();
     c.processes(secrets_provided);
     c.pm2_program_names();
+    for m in &plan.migrations {
+        c.diags.extend(crate::plan::migration_rules::check_fields(
+            file,
+            m,
+            secrets_provided,
+        ));
+    }
     c.files();
     c.alerting(secrets_provided);
     c.ports();

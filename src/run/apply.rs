@@ -643,16 +643,17 @@ async fn revert_migrations(h: &HostRun<'_>, wave: &str) -> Result<Vec<String>, U
             continue;
         };
         let file = sqlite::down_file_name(id, &m.name);
-        let path = crate::backend::observe::absolute(h.root, &spec.path);
+        let eng = crate::backend::engine::for_db(spec);
         let step = Step::RevertMigration {
             db: db.clone(),
             id,
             file: file.clone(),
+            engine: spec.engine,
         };
         let mut entry = super::journal_entry(step.to_string());
         entry["generation"] = h.generation.into();
         entry["wave"] = format!("rollback {wave}").into();
-        let script = journaled(h.root, &sqlite::revert_script(&path, id), &entry);
+        let script = journaled(h.root, &eng.revert_script(h.root, spec, id), &entry);
         let out = match h.host.run(script.as_str()).await {
             Ok(out) => out,
             Err(source) => {
@@ -665,7 +666,7 @@ async fn revert_migrations(h: &HostRun<'_>, wave: &str) -> Result<Vec<String>, U
             }
         };
         if !out.success() {
-            let message = sqlite::parse_failure(&out.stderr, &file);
+            let message = eng.parse_failure(&out.stderr, &file);
             return Err(UndoError::Revert {
                 host: h.name.into(),
                 db,

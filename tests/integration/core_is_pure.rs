@@ -19,6 +19,7 @@ const CORE: &[&str] = &[
     "src/toml_doc.rs",
     "src/run/decide.rs",
     "src/scaffold.rs",
+    "src/uptime",
 ];
 
 const SHELL_ONLY: &[&str] = &["tokio", "openssh", "git2", "std::process", "Command::new"];

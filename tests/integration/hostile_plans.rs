@@ -63,6 +63,13 @@ fn process_with(line: &str) -> String {
     )
 }
 
+/// A postgres migration set whose `postgres = { ... }` holds `fields`.
+fn pg_set(fields: &str) -> String {
+    format!(
+        "\n[[migration]]\nname = \"db\"\nhost = \"mainpc\"\nengine = \"postgres\"\ndir = \"migrations/app\"\npostgres = {{ {fields} }}\n"
+    )
+}
+
 fn refused_cases() -> Vec<Refused> {
     let m = "touch /tmp/wv-hostile-marker";
     vec![
@@ -347,6 +354,39 @@ fn refused_cases() -> Vec<Refused> {
             "webhook url with a newline",
             "\n[[alertmanager]]\nname = \"am\"\nhost = \"mainpc\"\n[[alertmanager.receiver]]\nname = \"wh\"\nwebhook = { url = \"http://x/\\n$(id)\" }\n",
             "\"http://x/\\n$(id)\"",
+        ),
+        plan_case(
+            "postgres host with a command substitution",
+            &pg_set(
+                "host = \"db$(touch /tmp/wv-hostile-marker)\", user = \"app\", dbname = \"app\", password_secret = \"PG_PW\"",
+            ),
+            "\"db$(touch",
+        ),
+        plan_case(
+            "postgres user with a quote and a space",
+            &pg_set(
+                "host = \"127.0.0.1\", user = \"app' OR '1\", dbname = \"app\", password_secret = \"PG_PW\"",
+            ),
+            "\"app' OR",
+        ),
+        plan_case(
+            "postgres dbname ending a passfile field",
+            &pg_set(
+                "host = \"127.0.0.1\", user = \"app\", dbname = \"app:*:*\\nx\", password_secret = \"PG_PW\"",
+            ),
+            "\"app:*:*",
+        ),
+        plan_case(
+            "postgres password secret name with a command",
+            &pg_set(
+                "host = \"127.0.0.1\", user = \"app\", dbname = \"app\", password_secret = \"PW;id\"",
+            ),
+            "\"PW;id\"",
+        ),
+        plan_case(
+            "unknown migration engine",
+            "\n[[migration]]\nname = \"db\"\nhost = \"mainpc\"\nengine = \"mysql$(id)\"\ndatabase = \"x.db\"\ndir = \"migrations/app\"\n",
+            "\"mysql$(id)\"",
         ),
         plan_case(
             "hosts selector with ..",
@@ -716,5 +756,61 @@ fn the_inventorys_user_host_port_form_reaches_sshd_on_its_port() {
     assert_eq!(
         std::fs::read_to_string(lab.root("mainpc").join("files/x.txt")).expect("file"),
         "x"
+    );
+}
+
+#[test]
+fn a_postgres_migration_cannot_reach_the_shell_and_a_hostile_password_arrives_exactly() {
+    let pg = crate::postgres::Postgres::start(147);
+    // Every byte a shell, a heredoc, SQL or a passfile field would read as syntax.
+    let password = "p'w\"$(touch /tmp/wv-hostile-marker):x\\y`id`;WV_PSQL WV_B64";
+    pg.create_db("app", password, "app");
+    let roots = tempfile::tempdir().expect("temp");
+    let root = roots.path().join("root");
+    let inventory = format!(
+        "[[host]]\nname = \"mainpc\"\ntransport = \"local\"\naddress = \"127.0.147.3\"\nroot = \"{}\"\n",
+        root.display()
+    );
+    let plan = format!(
+        "{HEADER}\n[[migration]]\nname = \"db\"\nhost = \"mainpc\"\nengine = \"postgres\"\ndir = \"migrations/app\"\npostgres = {{ host = \"{}\", port = {}, user = \"app\", dbname = \"app\", password_secret = \"PG_PW\" }}\n",
+        pg.host, pg.port
+    );
+    let good = "CREATE TABLE t (a text);\nINSERT INTO t VALUES ($$WV_PSQL\nWV_B64\n$(touch /tmp/wv-hostile-marker)$$);\n";
+    let repo = Repo::with_plan(&plan)
+        .file("inventories/lab.toml", &inventory)
+        .file("migrations/app/0001_init.up.sql", good)
+        .file("migrations/app/0001_init.down.sql", "DROP TABLE t;\n")
+        .env("PG_PW", password)
+        .commit("hostile bytes");
+    let _ = std::fs::remove_file("/tmp/wv-hostile-marker");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    assert_eq!(
+        pg.admin("app", "SELECT a FROM t;\n"),
+        "WV_PSQL\nWV_B64\n$(touch /tmp/wv-hostile-marker)\n"
+    );
+    // psql meta-commands in a migration reach the server as SQL, never psql: refused there.
+    let bad = "CREATE TABLE u (a text);\n\\! touch /tmp/wv-hostile-marker\n\\o /tmp/wv-hostile-marker\nSELECT 1;\n";
+    let repo = repo
+        .file("migrations/app/0002_shell.up.sql", bad)
+        .file("migrations/app/0002_shell.down.sql", "DROP TABLE u;\n")
+        .commit("meta-commands");
+    let apply = repo.run(&["apply", "--yes", "plans/p.toml"]);
+    assert_eq!(apply.code, 1, "{}\n{}", apply.stdout, apply.stderr);
+    assert!(
+        apply
+            .stderr
+            .contains("0002_shell.up.sql: line 2: syntax error at or near \"\\\""),
+        "{}",
+        apply.stderr
+    );
+    assert!(!Path::new("/tmp/wv-hostile-marker").exists());
+    assert!(!marker().exists());
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'u';\n"
+        ),
+        "0\n"
     );
 }
