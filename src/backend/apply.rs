@@ -1,5 +1,5 @@
 //! The apply steps as shell scripts: take the lock, apply one wave's changes on a host (atomic
-//! writes with the previous bytes kept in `backups/<generation>/`, supervisord programs), undo
+//! writes with the previous bytes kept in `backups/<generation>/`, supervisor programs), undo
 //! a wave, and record the new generation. Every step appends a journal line. Each builder
 //! returns the script with the typed list of its steps, and the parser of what the script
 //! prints (`step N`, `failed N`) lives here too: `run/` sees only `Progress`.
@@ -548,7 +548,7 @@ pub fn finish_script(
 
 /// Undoes one wave's `changes` on a host after a failed step or gate: every file back to the
 /// bytes kept in `backups/<generation>/` (or removed when the generation created it),
-/// supervisord reloaded, and the programs it restarted restarted again on the old files.
+/// the supervisor updated, and the programs it restarted restarted again on the old files.
 /// Migrations and streams are undone by the caller.
 pub fn rollback_script(
     root: &str,
@@ -693,6 +693,44 @@ mod tests {
         let pm2 = crate::backend::pm2::FUNCTIONS;
         assert!(pm2.contains(&format!("[ -f {} ]", crate::backend::pm2::PIDFILE)));
         assert!(pm2.contains(&format!("PM2_HOME=\"$PWD/{}\"", crate::backend::pm2::HOME)));
+    }
+
+    #[test]
+    fn a_pm2_wave_updates_exactly_the_programs_whose_files_changed() {
+        let changes = vec![
+            file("files/pm2/a.json", FileAction::Create),
+            file("files/pm2/gone.json", FileAction::Delete),
+            process("a", ProcessAction::Start),
+            process("b", ProcessAction::Restart),
+            process("gone", ProcessAction::StopAndRemove),
+        ];
+        let desired = HostDesired {
+            supervisor: Supervisor::Pm2,
+            files: vec![spec("files/pm2/a.json", "{}\n")],
+            ..HostDesired::default()
+        };
+        let built = wave_script("/r", 3, None, "w", &desired, &changes);
+        assert_eq!(
+            built.steps,
+            vec![
+                Step::WriteFile {
+                    path: "files/pm2/a.json".into()
+                },
+                Step::Delete {
+                    path: "files/pm2/gone.json".into()
+                },
+                Step::SupervisorUpdate("pm2"),
+                Step::Restart { name: "b".into() },
+                Step::WaitRunning,
+            ]
+        );
+        let text = built.script.as_str();
+        assert!(text.contains("\nwv_update 'a' 'gone'\n"), "{text}");
+        assert!(text.contains("\nwv_restart 'b'\n"), "{text}");
+        assert!(text.contains("\nwv_wait_running 'a' 'b'\n"), "{text}");
+        assert!(!text.contains("wv_supervisord"), "{text}");
+        let back = rollback_script("/r", Supervisor::Pm2, 3, "w", &changes);
+        assert!(back.script.as_str().contains("\nwv_update 'a' 'gone'\n"));
     }
 
     #[test]

@@ -285,6 +285,32 @@ mod tests {
     }
 
     #[test]
+    fn a_pm2_hosts_observe_and_process_probe_ask_pm2_and_start_no_daemon() {
+        let desired = crate::primitive::HostDesired {
+            root: "/r".into(),
+            supervisor: crate::inventory::Supervisor::Pm2,
+            ..Default::default()
+        };
+        let observe = crate::backend::observe::script("/r", &desired);
+        // Only when the root's daemon runs: observing never starts one.
+        assert!(observe.contains(&format!(
+            "if [ -f {PIDFILE} ] && kill -0 \"$(cat {PIDFILE})\" 2>/dev/null; then\n{FUNCTIONS}"
+        )));
+        assert!(observe.contains("print \"spawns\", $1, $6 + 1"));
+        assert!(!observe.contains("supervisor.sock"));
+        let needed = crate::backend::observe::needed_programs(&desired);
+        assert_eq!(&needed[..2], ["pm2", "node"]);
+        let probe = crate::primitive::Probe::Process {
+            host: "h".into(),
+            name: "a'b".into(),
+            soak_s: 1,
+            supervisor: crate::inventory::Supervisor::Pm2,
+        };
+        let script = crate::gate::script(&probe, "/r");
+        assert!(script.contains(FUNCTIONS) && script.contains("n='a'\\''b'"));
+    }
+
+    #[test]
     fn the_update_step_names_each_program() {
         let mut s = Script::new();
         Pm2.update_step(&mut s, &["a", "b'c"], false);
