@@ -661,6 +661,22 @@ fn a_program_name_pm2_would_misread_is_refused_on_a_pm2_host() {
 }
 
 #[test]
+fn a_hostile_plan_applies_exactly_under_pm2_through_the_local_transport() {
+    let roots = tempfile::tempdir().expect("temp");
+    let root = roots.path().join("root");
+    let _stop = crate::pm2_lab::StopPm2(root.clone());
+    let inventory = format!(
+        "[[host]]\nname = \"mainpc\"\ntransport = \"local\"\naddress = \"127.0.138.2\"\nroot = \"{}\"\nsupervisor = \"pm2\"\n",
+        root.display()
+    );
+    let repo = Repo::with_plan(&hostile_plan())
+        .file("inventories/lab.toml", &inventory)
+        .env("TOKEN", HOSTILE_SECRET)
+        .commit("hostile");
+    apply_and_prove(&repo, &root);
+}
+
+#[test]
 fn a_hostile_plan_applies_exactly_under_pm2() {
     let lab = Lab::up_with(133, 1, &["--supervisor", "pm2"]);
     let repo = Repo::with_plan(&hostile_plan())

@@ -11,6 +11,29 @@ use crate::lab::Lab;
 
 const SECRET: &str = "tg-secret-pm2-5e0b11c4";
 
+/// Stops the pm2 daemon of a root (TERM: it stops its processes first) when dropped: for
+/// roots of the local transport, which no lab tears down.
+pub struct StopPm2(pub PathBuf);
+
+impl Drop for StopPm2 {
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.0.join("run/pm2/pm2.pid")) else {
+            return;
+        };
+        let pid = text.trim().to_string();
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        for _ in 0..50 {
+            if pid.parse().is_ok_and(|p: u32| !alive(p)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+    }
+}
+
 fn pm2_lab(net: u8) -> Lab {
     Lab::up_with(net, 2, &["--supervisor", "pm2"])
 }
