@@ -2,7 +2,8 @@
 //! of what it printed. The retry loop (time passed in) lives in `run::probe`.
 
 use crate::backend::script::Script;
-use crate::backend::supervisord::{self, parse_proc_line};
+use crate::backend::supervisor;
+use crate::backend::supervisord::parse_proc_line;
 use crate::observed::ProcessState;
 use crate::primitive::{Probe, StreamConfig};
 
@@ -42,11 +43,13 @@ pub fn script(probe: &Probe, root: &str) -> String {
                 .num(*port)
                 .raw(" 2>/dev/null; then echo open; else echo closed; fi\n");
         }
-        Probe::Process { name, .. } => {
+        Probe::Process {
+            name, supervisor, ..
+        } => {
             s.raw("cd")
                 .arg(root)
                 .raw(" || exit 0\n")
-                .raw(supervisord::FUNCTIONS)
+                .raw(supervisor::of(*supervisor).functions())
                 .raw("wv_procs 2>/dev/null | n=")
                 .word(name)
                 .raw(" awk '$1 == ENVIRON[\"n\"]'\n");
@@ -229,6 +232,7 @@ mod tests {
                 host: "h".into(),
                 name: hostile.into(),
                 soak_s: 1,
+                supervisor: Default::default(),
             },
             Probe::PromQuery {
                 host: "h".into(),
@@ -358,6 +362,7 @@ mod tests {
             host: "h".into(),
             name: "nanoclaw".into(),
             soak_s: 10,
+            supervisor: Default::default(),
         };
         assert!(judge(&p, "nanoclaw RUNNING 7 1000 1012\n").passed());
         assert_eq!(

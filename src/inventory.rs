@@ -54,8 +54,8 @@ pub struct Host {
     pub groups: Vec<Spanned<Ident>>,
 }
 
-/// The process supervisor a host runs its programs under. Only supervisord is built; the
-/// others are named so that an inventory asking for one gets a clear error, not a surprise.
+/// The process supervisor a host runs its programs under (`backend::supervisor::of` picks
+/// its backend). systemd is named so that an inventory asking for it gets a clear error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Supervisor {
@@ -66,8 +66,12 @@ pub enum Supervisor {
 }
 
 impl Supervisor {
+    pub fn is_default(&self) -> bool {
+        *self == Supervisor::default()
+    }
+
     pub fn is_built(self) -> bool {
-        self == Supervisor::Supervisord
+        matches!(self, Supervisor::Supervisord | Supervisor::Pm2)
     }
 }
 
@@ -131,7 +135,7 @@ pub fn parse_inventory(file: &str, text: &str) -> (Inventory, Vec<Diagnostic>) {
             doc.error(
                 host.supervisor.span(),
                 format!(
-                    "supervisor `{}` is not built into this wavectl yet, expected `supervisord`",
+                    "supervisor `{}` is not built into this wavectl yet, expected `supervisord` or `pm2`",
                     serde_json::to_value(host.supervisor.get_ref())
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))

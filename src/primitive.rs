@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::inventory::Supervisor;
 use crate::plan::schema::{OnFailure, Retention, StopSignal, Storage};
 
 /// Everything the plan wants, host by host, with the waves in run order.
@@ -28,6 +29,9 @@ pub struct WaveSpec {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HostDesired {
     pub root: String,
+    /// The host's process supervisor (`backend::supervisor::of` gives its backend).
+    #[serde(skip_serializing_if = "Supervisor::is_default")]
+    pub supervisor: Supervisor,
     pub files: Vec<FileSpec>,
     pub processes: Vec<ProcessSpec>,
     pub databases: Vec<DatabaseSpec>,
@@ -218,6 +222,9 @@ pub enum Probe {
         host: String,
         name: String,
         soak_s: u64,
+        /// The supervisor of `host`, which the probe asks.
+        #[serde(skip_serializing_if = "Supervisor::is_default")]
+        supervisor: Supervisor,
     },
     NatsStream {
         host: String,

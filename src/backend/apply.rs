@@ -1,5 +1,5 @@
 //! The apply steps as shell scripts: take the lock, apply one wave's changes on a host (atomic
-//! writes with the previous bytes kept in `backups/<generation>/`, supervisord programs), undo
+//! writes with the previous bytes kept in `backups/<generation>/`, supervisor programs), undo
 //! a wave, and record the new generation. Every step appends a journal line. Each builder
 //! returns the script with the typed list of its steps, and the parser of what the script
 //! prints (`step N`, `failed N`) lives here too: `run/` sees only `Progress`.
@@ -9,9 +9,10 @@ use std::fmt;
 use serde_json::json;
 
 use crate::backend::script::Script;
-use crate::backend::supervisord::{self, CONF, PIDFILE};
+use crate::backend::supervisor::{self, Backend};
 use crate::backend::{engine, sqlite};
 use crate::diff::{Change, FileAction, MigrationAction, ProcessAction};
+use crate::inventory::Supervisor;
 use crate::plan::schema::Engine;
 use crate::primitive::HostDesired;
 use crate::state::{HostState, Lock};
@@ -41,7 +42,8 @@ pub enum Step {
         file: String,
         engine: Engine,
     },
-    SupervisordUpdate,
+    /// The supervisor (by name) acting on the program files that changed.
+    SupervisorUpdate(&'static str),
     Restart {
         name: String,
     },
@@ -67,7 +69,7 @@ impl fmt::Display for Step {
             Step::Delete { path } => write!(f, "delete {path}"),
             Step::ApplyMigration { db, file, .. } => write!(f, "apply migration {db} {file}"),
             Step::RevertMigration { db, file, .. } => write!(f, "revert migration {db} {file}"),
-            Step::SupervisordUpdate => f.write_str("supervisord update"),
+            Step::SupervisorUpdate(name) => write!(f, "{name} update"),
             Step::Restart { name } => write!(f, "restart {name}"),
             Step::Start { name } => write!(f, "start {name}"),
             Step::Stop { name } => write!(f, "stop {name}"),
@@ -160,8 +162,7 @@ pub fn failed_line(n: usize) -> String {
 }
 
 /// Functions every apply script starts with. `G` is the generation being made, `W` the wave
-/// (as a JSON string), `WV_STEP` the number of the step running. The paths are those of
-/// `supervisord::{CONF, PIDFILE}` (a test holds them equal).
+/// (as a JSON string), `WV_STEP` the number of the step running.
 const PRELUDE: &str = r#"set -eu
 umask 022
 WV_STEP=0
@@ -194,14 +195,14 @@ wv_write() {
 
 /// The header of a step script: root, generation, wave (a JSON string, so the journal lines
 /// stay JSON for any name), then the prelude.
-fn header(s: &mut Script, root: &str, generation: u64, wave: &str) {
+fn header(s: &mut Script, backend: &dyn Backend, root: &str, generation: u64, wave: &str) {
     s.set("R", root)
         .raw("cd \"$R\"\nG=")
         .num(generation)
         .raw("\n")
         .set("W", json!(wave).to_string())
         .raw(PRELUDE)
-        .raw(supervisord::FUNCTIONS);
+        .raw(backend.functions());
 }
 
 /// What the lock script answered.
@@ -303,20 +304,31 @@ pub fn generations_script(root: &str) -> Script {
     s
 }
 
-/// Whether `changes` write or delete the supervisor program file of `name`: then supervisord's
-/// `update` restarts (or removes) the program by itself.
-fn program_file_changes(changes: &[Change], name: &str) -> bool {
-    let conf = format!("files/supervisor/programs/{name}.conf");
+/// Whether `changes` write or delete the supervisor program file of `name`: then the
+/// backend's update restarts (or removes) the program by itself.
+fn program_file_changes(backend: &dyn Backend, changes: &[Change], name: &str) -> bool {
+    let conf = backend.program_path(name);
     changes
         .iter()
         .any(|c| matches!(c, Change::File { path, .. } if *path == conf))
 }
 
-/// Whether `changes` touch supervisord's config or program files.
-fn supervisor_files_change(changes: &[Change]) -> bool {
+/// Whether `changes` touch the supervisor's config or program files.
+fn supervisor_files_change(backend: &dyn Backend, changes: &[Change]) -> bool {
     changes
         .iter()
-        .any(|c| matches!(c, Change::File { path, .. } if path.starts_with("files/supervisor/")))
+        .any(|c| matches!(c, Change::File { path, .. } if path.starts_with(backend.files_dir())))
+}
+
+/// The programs whose program files `changes` write or delete.
+fn changed_programs<'c>(backend: &dyn Backend, changes: &'c [Change]) -> Vec<&'c str> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::File { path, .. } => backend.program_of_path(path),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The numbered steps of a script: each sets `WV_STEP`, runs its body, journals itself and
@@ -349,11 +361,6 @@ impl Steps {
             steps: self.steps,
         }
     }
-}
-
-/// `FUNCTION NAME`: one of `supervisord::FUNCTIONS` on one program, supervisord started first.
-fn supervise<'s>(s: &'s mut Script, function: &'static str, name: &str) -> &'s mut Script {
-    s.raw("wv_supervisord\n").raw(function).arg(name)
 }
 
 /// The script applying `changes` (one wave's, or the removals) on a host.
@@ -461,12 +468,12 @@ pub fn wave_script(
             }
         }
     }
-    let program_changed = |name: &str| program_file_changes(changes, name);
-    if supervisor_files_change(changes) {
-        // `update` adds new programs, restarts those whose program file changed and stops and
-        // removes those whose file is gone, each kind all at once.
-        s.step(Step::SupervisordUpdate, |b| {
-            b.raw("wv_update\n");
+    let backend = supervisor::of(desired.supervisor);
+    let program_changed = |name: &str| program_file_changes(backend, changes, name);
+    if supervisor_files_change(backend, changes) {
+        let names = changed_programs(backend, changes);
+        s.step(Step::SupervisorUpdate(backend.name()), |b| {
+            backend.update_step(b, &names, false);
         });
     }
     let mut wait = Vec::new();
@@ -477,7 +484,7 @@ pub fn wave_script(
         match action {
             ProcessAction::Restart if !program_changed(name) => {
                 s.step(Step::Restart { name: name.clone() }, |b| {
-                    supervise(b, "wv_restart", name).raw("\n");
+                    supervisor::supervise(b, backend, "wv_restart", name).raw("\n");
                 });
                 wait.push(name);
             }
@@ -485,7 +492,7 @@ pub fn wave_script(
             ProcessAction::Start if program_changed(name) => wait.push(name),
             ProcessAction::Start => {
                 s.step(Step::Start { name: name.clone() }, |b| {
-                    supervise(b, "wv_start", name).raw("\n");
+                    supervisor::supervise(b, backend, "wv_start", name).raw("\n");
                 });
                 wait.push(name);
             }
@@ -503,7 +510,7 @@ pub fn wave_script(
         });
     }
     let mut head = Script::new();
-    header(&mut head, root, generation, wave);
+    header(&mut head, backend, root, generation, wave);
     s.build(head)
 }
 
@@ -528,15 +535,29 @@ pub fn finish_script(
     });
     s.script.append(&unlock_script(root, token));
     let mut head = Script::new();
-    header(&mut head, root, state.generation, "(finish)");
+    // It runs no supervisor function: the default backend's definitions are inert here.
+    header(
+        &mut head,
+        supervisor::of(Supervisor::default()),
+        root,
+        state.generation,
+        "(finish)",
+    );
     s.build(head)
 }
 
 /// Undoes one wave's `changes` on a host after a failed step or gate: every file back to the
 /// bytes kept in `backups/<generation>/` (or removed when the generation created it),
-/// supervisord reloaded, and the programs it restarted restarted again on the old files.
+/// the supervisor updated, and the programs it restarted restarted again on the old files.
 /// Migrations and streams are undone by the caller.
-pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Change]) -> Built {
+pub fn rollback_script(
+    root: &str,
+    supervisor: Supervisor,
+    generation: u64,
+    wave: &str,
+    changes: &[Change],
+) -> Built {
+    let backend = supervisor::of(supervisor);
     let mut s = Steps::default();
     for c in changes.iter().rev() {
         let Change::File { path, .. } = c else {
@@ -558,19 +579,10 @@ pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Chang
                 .raw("\nfi\n");
         });
     }
-    if supervisor_files_change(changes) {
-        // When this wave created supervisord's own config, no program ran before it: stop
-        // supervisord (and with it its programs) instead of reloading a config that is gone.
-        s.step(Step::SupervisordUpdate, |b| {
-            b.raw("if [ -f ")
-                .raw(CONF)
-                .raw(" ]; then\n  wv_update\nelif [ -f ")
-                .raw(PIDFILE)
-                .raw(" ] && kill -0 \"$(cat ")
-                .raw(PIDFILE)
-                .raw(")\" 2>/dev/null; then\n  p=$(cat ")
-                .raw(PIDFILE)
-                .raw(")\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n");
+    if supervisor_files_change(backend, changes) {
+        let names = changed_programs(backend, changes);
+        s.step(Step::SupervisorUpdate(backend.name()), |b| {
+            backend.update_step(b, &names, true);
         });
     }
     let mut again = Vec::new();
@@ -582,23 +594,23 @@ pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Chang
             // `update` re-added it from its restored program file; when it is not
             // `autostart`, it ran before the wave all the same, so it runs again.
             s.step(Step::Start { name: name.clone() }, |b| {
-                supervise(b, "wv_start", name).raw("\n");
+                supervisor::supervise(b, backend, "wv_start", name).raw("\n");
             });
             continue;
         }
-        if program_file_changes(changes, name) {
+        if program_file_changes(backend, changes, name) {
             continue;
         }
         match action {
             ProcessAction::Restart => {
                 s.step(Step::Restart { name: name.clone() }, |b| {
-                    supervise(b, "wv_restart", name).raw("\n");
+                    supervisor::supervise(b, backend, "wv_restart", name).raw("\n");
                 });
                 again.push(name);
             }
             // It was down before the wave started it.
             ProcessAction::Start => s.step(Step::Stop { name: name.clone() }, |b| {
-                supervise(b, "wv_stop", name).raw("\n");
+                supervisor::supervise(b, backend, "wv_stop", name).raw("\n");
             }),
             ProcessAction::StopAndRemove => {}
         }
@@ -613,7 +625,13 @@ pub fn rollback_script(root: &str, generation: u64, wave: &str, changes: &[Chang
         });
     }
     let mut head = Script::new();
-    header(&mut head, root, generation, &format!("rollback {wave}"));
+    header(
+        &mut head,
+        backend,
+        root,
+        generation,
+        &format!("rollback {wave}"),
+    );
     s.build(head)
 }
 
@@ -668,10 +686,51 @@ mod tests {
 
     #[test]
     fn the_supervisor_functions_name_the_paths_of_the_backend() {
-        let f = supervisord::FUNCTIONS;
-        assert!(f.contains(&format!("-c \"$PWD/{CONF}\"")));
-        assert!(f.contains(&format!("[ -f {PIDFILE} ]")));
-        assert_eq!(f.matches("files/supervisor/").count(), 1);
+        use crate::backend::supervisord::{CONF, FUNCTIONS, PIDFILE};
+        assert!(FUNCTIONS.contains(&format!("-c \"$PWD/{CONF}\"")));
+        assert!(FUNCTIONS.contains(&format!("[ -f {PIDFILE} ]")));
+        assert_eq!(FUNCTIONS.matches("files/supervisor/").count(), 1);
+        let pm2 = crate::backend::pm2::FUNCTIONS;
+        assert!(pm2.contains(&format!("[ -f {} ]", crate::backend::pm2::PIDFILE)));
+        assert!(pm2.contains(&format!("PM2_HOME=\"$PWD/{}\"", crate::backend::pm2::HOME)));
+    }
+
+    #[test]
+    fn a_pm2_wave_updates_exactly_the_programs_whose_files_changed() {
+        let changes = vec![
+            file("files/pm2/a.json", FileAction::Create),
+            file("files/pm2/gone.json", FileAction::Delete),
+            process("a", ProcessAction::Start),
+            process("b", ProcessAction::Restart),
+            process("gone", ProcessAction::StopAndRemove),
+        ];
+        let desired = HostDesired {
+            supervisor: Supervisor::Pm2,
+            files: vec![spec("files/pm2/a.json", "{}\n")],
+            ..HostDesired::default()
+        };
+        let built = wave_script("/r", 3, None, "w", &desired, &changes);
+        assert_eq!(
+            built.steps,
+            vec![
+                Step::WriteFile {
+                    path: "files/pm2/a.json".into()
+                },
+                Step::Delete {
+                    path: "files/pm2/gone.json".into()
+                },
+                Step::SupervisorUpdate("pm2"),
+                Step::Restart { name: "b".into() },
+                Step::WaitRunning,
+            ]
+        );
+        let text = built.script.as_str();
+        assert!(text.contains("\nwv_update 'a' 'gone'\n"), "{text}");
+        assert!(text.contains("\nwv_restart 'b'\n"), "{text}");
+        assert!(text.contains("\nwv_wait_running 'a' 'b'\n"), "{text}");
+        assert!(!text.contains("wv_supervisord"), "{text}");
+        let back = rollback_script("/r", Supervisor::Pm2, 3, "w", &changes);
+        assert!(back.script.as_str().contains("\nwv_update 'a' 'gone'\n"));
     }
 
     #[test]
@@ -731,7 +790,7 @@ mod tests {
                 Step::WriteFile {
                     path: "files/supervisor/programs/a.conf".into()
                 },
-                Step::SupervisordUpdate,
+                Step::SupervisorUpdate("supervisord"),
                 Step::Restart { name: "b".into() },
                 Step::WaitRunning,
             ]
@@ -781,7 +840,7 @@ mod tests {
             process("r", ProcessAction::Restart),
             process("s", ProcessAction::Start),
         ];
-        let built = rollback_script("/r", 2, "agents", &changes);
+        let built = rollback_script("/r", Supervisor::Supervisord, 2, "agents", &changes);
         assert_eq!(
             built.steps,
             vec![
@@ -791,7 +850,7 @@ mod tests {
                 Step::Restore {
                     path: "files/a.env".into()
                 },
-                Step::SupervisordUpdate,
+                Step::SupervisorUpdate("supervisord"),
                 Step::Restart { name: "r".into() },
                 Step::Stop { name: "s".into() },
                 Step::WaitRunning,
@@ -802,7 +861,13 @@ mod tests {
 
     #[test]
     fn progress_lines_name_typed_steps() {
-        let built = rollback_script("/r", 2, "w", &[file("files/a", FileAction::Update)]);
+        let built = rollback_script(
+            "/r",
+            Supervisor::Supervisord,
+            2,
+            "w",
+            &[file("files/a", FileAction::Update)],
+        );
         let restore = Step::Restore {
             path: "files/a".into(),
         };
@@ -884,7 +949,7 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
             assert_eq!(v["wave"], wave);
         }
-        let back = rollback_script(&root, 1, wave, &changes);
+        let back = rollback_script(&root, Supervisor::Supervisord, 1, wave, &changes);
         let out = run(&back.script);
         assert!(
             out.status.success(),

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::backend::script::Script;
-use crate::backend::supervisord::{self, parse_proc_line};
+use crate::backend::supervisor::{self, Backend};
+use crate::backend::supervisord::parse_proc_line;
 use crate::plan::schema::Plan;
 use crate::primitive::{Check, HostDesired, Probe};
 
@@ -124,7 +125,7 @@ pub fn package_of(program: &str) -> Option<&'static str> {
 
 /// The script. `root` is the host root; nothing under it is changed (a probe file is made
 /// and removed in the nearest directory that exists).
-pub fn script(root: &str, programs: &[String]) -> String {
+pub fn script(root: &str, backend: &dyn Backend, programs: &[String]) -> String {
     let mut s = Script::new();
     s.set("R", root);
     // The clock first: the round trip's halves bound when it was read.
@@ -148,15 +149,14 @@ pub fn script(root: &str, programs: &[String]) -> String {
         "  done\n",
         "fi\n",
         "cd \"$R\" 2>/dev/null || exit 0\n",
-        "if [ -f ",
     ));
-    s.raw(supervisord::PIDFILE)
-        .raw(" ] && kill -0 \"$(cat ")
-        .raw(supervisord::PIDFILE)
-        .raw(")\" 2>/dev/null; then\n  printf 'supervisord %s\\n' \"$(cat ")
-        .raw(supervisord::PIDFILE)
+    // The daemon's pid: its programs are wavectl's own (reported as `supervisord` whatever
+    // the backend).
+    supervisor::when_running(&mut s, backend);
+    s.raw("  printf 'supervisord %s\\n' \"$(cat ")
+        .raw(backend.pidfile())
         .raw(")\"\n")
-        .raw(supervisord::FUNCTIONS)
+        .raw(backend.functions())
         .raw("  wv_procs 2>/dev/null | sed 's/^/proc /'\nfi\nexit 0");
     s.into_string()
 }
@@ -321,12 +321,17 @@ impl Judge<'_> {
         let mut out = Vec::new();
         for p in &r.missing {
             let fix = match package_of(p) {
+                _ if p == "pm2" => crate::backend::pm2::install_command(),
                 Some(pkg) => format!("apt-get install {pkg}"),
                 None => format!(
                     "install `{p}` and put it on the host's PATH (or set `env = {{ PATH = \"...\" }}` for the host in the inventory)"
                 ),
             };
-            let pkg = package_of(p).map_or(String::new(), |pkg| format!(" (Debian package {pkg})"));
+            let pkg = match package_of(p) {
+                _ if p == "pm2" => " (npm package pm2)".to_string(),
+                Some(pkg) => format!(" (Debian package {pkg})"),
+                None => String::new(),
+            };
             out.push(Finding::bad(
                 format!("program {p}"),
                 format!("`{p}` is not on the PATH{pkg}"),
@@ -510,6 +515,7 @@ mod tests {
     fn the_doctor_script_quotes_every_value() {
         insta::assert_snapshot!(script(
             "/srv/wv root",
+            &crate::backend::supervisord::Supervisord,
             &["nats-server".into(), "x'$(id)".into()]
         ));
     }
@@ -528,6 +534,19 @@ mod tests {
         assert!(
             f[1].fix.as_deref().is_some_and(|x| x.contains("PATH")),
             "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_pm2_is_installed_from_npm_at_the_pinned_version() {
+        let r = parse("bin missing pm2\n");
+        let f = judge(&[]).findings(&r);
+        assert_eq!(
+            (f[0].detail.as_str(), f[0].fix.as_deref()),
+            (
+                "`pm2` is not on the PATH (npm package pm2)",
+                Some("npm install -g pm2@6.0.14")
+            )
         );
     }
 

@@ -9,13 +9,23 @@ pub mod engine;
 pub mod nats;
 pub mod observe;
 pub mod pin;
+pub mod pm2;
 pub mod postgres;
 pub mod script;
 pub mod sqlite;
+pub mod supervisor;
 pub mod supervisord;
 pub mod uptime;
 
 pub use script::quote as sh_quote;
+
+/// The command that installs a missing program: its Debian package, or npm's pm2.
+pub fn install_command(program: &str) -> Option<String> {
+    if program == "pm2" {
+        return Some(pm2::install_command());
+    }
+    package_of(program).map(|p| format!("apt-get install {p}"))
+}
 
 /// The Debian package that provides a program a host needs.
 pub fn package_of(program: &str) -> Option<&'static str> {

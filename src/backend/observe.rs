@@ -9,18 +9,20 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::backend::script::Script;
-use crate::backend::supervisord::{self, parse_proc_line};
+use crate::backend::supervisor;
+use crate::backend::supervisord::parse_proc_line;
 use crate::observed::{HostObserved, ObservedFile, ObservedProcess};
 use crate::primitive::{HostDesired, StreamConfig};
 use crate::state::{HostState, Lock, Pin, STATE_SCHEMA};
 
-/// Programs every host needs, besides those its processes run.
-/// (curl speaks to supervisord over its socket.)
-const BASE_PROGRAMS: &[&str] = &["supervisord", "curl", "sha256sum", "base64", "awk"];
-
 /// The programs a host needs for `desired`.
 pub fn needed_programs(desired: &HostDesired) -> Vec<String> {
-    let mut out: Vec<String> = BASE_PROGRAMS.iter().map(|s| s.to_string()).collect();
+    // Every host needs its supervisor's programs, besides those its processes run.
+    let mut out: Vec<String> = supervisor::of(desired.supervisor)
+        .base_programs()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for p in &desired.processes {
         if let Some(cmd) = p.command.first()
             && !cmd.starts_with('/')
@@ -100,18 +102,11 @@ pub fn script(root: &str, desired: &HostDesired) -> String {
             .script(&crate::backend::engine::for_db(db).list_script(root, db))
             .raw(" ) 2>/dev/null | sed 's/^/dbline /'\n");
     }
-    s.raw("if [ -f ")
-        .raw(supervisord::PIDFILE)
-        .raw(" ] && kill -0 \"$(cat ")
-        .raw(supervisord::PIDFILE)
-        .raw(")\" 2>/dev/null; then\n")
-        .raw(supervisord::FUNCTIONS)
-        .raw(concat!(
-            "  wv_procs | sed 's/^/proc /'\n",
-            // Starts counted by the event listener: a number per program, not a log.
-            "  [ -d run/spawns ] && find run/spawns -maxdepth 1 -type f ! -name '*.tmp' -exec awk 'FNR == 1 { n = FILENAME; sub(/.*\\//, \"\", n); print \"spawns\", n, $1 + 0 }' {} +\n",
-            "fi\nexit 0",
-        ));
+    let backend = supervisor::of(desired.supervisor);
+    supervisor::when_running(&mut s, backend);
+    s.raw(backend.functions())
+        .raw(backend.observe())
+        .raw("fi\nexit 0");
     s.into_string()
 }
 
@@ -295,7 +290,7 @@ pub fn parse(root: &str, stdout: &str) -> Result<Observation, ObserveError> {
         .unwrap_or_default();
     for l in status
         .into_iter()
-        .filter(|l| l.name != supervisord::SPAWN_COUNTER)
+        .filter(|l| l.name != crate::backend::supervisord::SPAWN_COUNTER)
     {
         let restarts = spawned.get(&l.name).map_or(0, |n| n.saturating_sub(1));
         let p = ObservedProcess {

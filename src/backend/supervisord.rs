@@ -2,7 +2,10 @@
 //! unix socket (its XML-RPC interface, with curl: no Python starts per call), and parsing what
 //! they print.
 
+use crate::backend::script::Script;
+use crate::backend::supervisor::{Backend, BackendFile, Render};
 use crate::observed::ProcessState;
+use crate::primitive::ProcessSpec;
 
 /// The per-root supervisord config, relative to the root.
 pub const CONF: &str = "files/supervisor/supervisord.conf";
@@ -188,6 +191,123 @@ pub fn parse_proc_line(line: &str) -> Option<StatusLine> {
             _ => None,
         },
     })
+}
+
+/// supervisord as the supervisor seam's backend.
+pub struct Supervisord;
+
+/// Where supervisord's program files live, relative to the root.
+const PROGRAMS_DIR: &str = "files/supervisor/programs/";
+
+impl Backend for Supervisord {
+    fn name(&self) -> &'static str {
+        "supervisord"
+    }
+
+    fn functions(&self) -> &'static str {
+        FUNCTIONS
+    }
+
+    fn pidfile(&self) -> &'static str {
+        PIDFILE
+    }
+
+    fn base_programs(&self) -> &'static [&'static str] {
+        // curl speaks to supervisord over its socket.
+        &["supervisord", "curl", "sha256sum", "base64", "awk"]
+    }
+
+    fn files_dir(&self) -> &'static str {
+        "files/supervisor/"
+    }
+
+    fn program_path(&self, name: &str) -> String {
+        format!("{PROGRAMS_DIR}{name}.conf")
+    }
+
+    fn program_of_path<'p>(&self, path: &'p str) -> Option<&'p str> {
+        path.strip_prefix(PROGRAMS_DIR)?.strip_suffix(".conf")
+    }
+
+    fn ensure_daemon(&self) -> &'static str {
+        "wv_supervisord\n"
+    }
+
+    fn update_step(&self, s: &mut Script, _names: &[&str], rollback: bool) {
+        if !rollback {
+            // `update` adds new programs, restarts those whose program file changed and
+            // stops and removes those whose file is gone, each kind all at once.
+            s.raw("wv_update\n");
+            return;
+        }
+        // When the wave created supervisord's own config, no program ran before it: stop
+        // supervisord (and with it its programs) instead of reloading a config that is gone.
+        s.raw("if [ -f ")
+            .raw(CONF)
+            .raw(" ]; then\n  wv_update\nelif [ -f ")
+            .raw(PIDFILE)
+            .raw(" ] && kill -0 \"$(cat ")
+            .raw(PIDFILE)
+            .raw(")\" 2>/dev/null; then\n  p=$(cat ")
+            .raw(PIDFILE)
+            .raw(")\n  kill -TERM \"$p\"\n  i=0\n  while kill -0 \"$p\" 2>/dev/null && ! ps -o stat= -p \"$p\" | grep -q Z && [ \"$i\" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done\nfi\n");
+    }
+
+    fn observe(&self) -> &'static str {
+        concat!(
+            "  wv_procs | sed 's/^/proc /'\n",
+            // Starts counted by the event listener: a number per program, not a log.
+            "  [ -d run/spawns ] && find run/spawns -maxdepth 1 -type f ! -name '*.tmp' -exec awk 'FNR == 1 { n = FILENAME; sub(/.*\\//, \"\", n); print \"spawns\", n, $1 + 0 }' {} +\n",
+        )
+    }
+
+    fn helpers(&self) -> &'static [&'static str] {
+        &[SPAWN_COUNTER]
+    }
+
+    fn host_files(&self, render: &mut Render<'_>) -> Vec<BackendFile> {
+        use crate::plan::expand::{PATH_SPAWN_COUNTER, PATH_SUPERVISORD_CONF};
+        let mut out = Vec::new();
+        let Some(conf) = render("supervisord.conf.tera", None) else {
+            return out;
+        };
+        // A supervisord.conf rendered with older built-ins may not run the listener.
+        let counts_spawns = conf.contains(PATH_SPAWN_COUNTER);
+        out.push(BackendFile {
+            path: PATH_SUPERVISORD_CONF.into(),
+            content: conf,
+            mode: 0o644,
+        });
+        if counts_spawns && let Some(text) = render("supervisor-spawns.sh.tera", None) {
+            out.push(BackendFile {
+                path: PATH_SPAWN_COUNTER.into(),
+                content: text,
+                mode: 0o755,
+            });
+        }
+        out
+    }
+
+    fn program_file(
+        &self,
+        _root: &str,
+        p: &ProcessSpec,
+        argv: &[String],
+        render: &mut Render<'_>,
+    ) -> Option<BackendFile> {
+        let process = serde_json::json!({
+            "name": p.name, "origin": p.origin.resource, "wave": p.origin.wave,
+            "command_line": command_line(argv), "cwd": p.cwd.as_deref().map(ini_value), "autorestart": p.autorestart,
+            "min_uptime_s": p.min_uptime_s, "max_restarts": p.max_restarts,
+            "stop_signal": format!("{:?}", p.stop_signal), "kill_timeout_s": p.kill_timeout_s,
+            "log_max_bytes": p.log_max_bytes, "log_keep": p.log_keep,
+        });
+        Some(BackendFile {
+            path: self.program_path(&p.name),
+            content: render("supervisor-program.conf.tera", Some(process))?,
+            mode: 0o644,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,7 @@ pub fn expand(plan: &Plan, inputs: &Inputs<'_>) -> Result<Desired, Vec<Diagnosti
                 host.name.get_ref().to_string(),
                 HostDesired {
                     root: host.root.to_string(),
+                    supervisor: *host.supervisor.get_ref(),
                     ..HostDesired::default()
                 },
             );
@@ -1049,25 +1050,14 @@ impl<'a> Expander<'a> {
             if processes.is_empty() {
                 continue;
             }
-            let mut counts_spawns = false;
-            if let Some(text) = self.render("supervisord.conf.tera", &ctx) {
-                // A supervisord.conf rendered with older built-ins may not run the listener.
-                counts_spawns = text.contains(PATH_SPAWN_COUNTER);
+            let backend = crate::backend::supervisor::of(*host.supervisor.get_ref());
+            let files = backend.host_files(&mut |template, _| self.render(template, &ctx));
+            for f in files {
                 self.add_file(
                     &name,
-                    PATH_SUPERVISORD_CONF.into(),
-                    text,
-                    0o644,
-                    vec![],
-                    host_origin.clone(),
-                );
-            }
-            if counts_spawns && let Some(text) = self.render("supervisor-spawns.sh.tera", &ctx) {
-                self.add_file(
-                    &name,
-                    PATH_SPAWN_COUNTER.into(),
-                    text,
-                    0o755,
+                    f.path,
+                    f.content,
+                    f.mode,
                     vec![],
                     host_origin.clone(),
                 );
@@ -1128,29 +1118,25 @@ impl<'a> Expander<'a> {
             argv.push("--".into());
         }
         argv.extend(p.command.iter().cloned());
-        let command_line = crate::backend::supervisord::command_line(&argv);
-        let mut ctx = self.context(host);
-        ctx.insert(
-            "process",
-            &json!({
-                "name": p.name, "origin": p.origin.resource, "wave": p.origin.wave,
-                "command_line": command_line, "cwd": p.cwd.as_deref().map(crate::backend::supervisord::ini_value), "autorestart": p.autorestart,
-                "min_uptime_s": p.min_uptime_s, "max_restarts": p.max_restarts,
-                "stop_signal": format!("{:?}", p.stop_signal), "kill_timeout_s": p.kill_timeout_s,
-                "log_max_bytes": p.log_max_bytes, "log_keep": p.log_keep,
-            }),
-        );
-        let path = format!("files/supervisor/programs/{}.conf", p.name);
-        if let Some(text) = self.render("supervisor-program.conf.tera", &ctx) {
+        let ctx = self.context(host);
+        let backend = crate::backend::supervisor::of(*host.supervisor.get_ref());
+        let file = backend.program_file(root.as_ref(), p, &argv, &mut |template, process| {
+            let mut ctx = ctx.clone();
+            if let Some(process) = process {
+                ctx.insert("process", &process);
+            }
+            self.render(template, &ctx)
+        });
+        if let Some(f) = file {
             let sha = self.add_file(
                 host.name.get_ref(),
-                path.clone(),
-                text,
-                0o644,
+                f.path.clone(),
+                f.content,
+                f.mode,
                 vec![],
                 p.origin.clone(),
             );
-            p.config_hashes.insert(path, sha);
+            p.config_hashes.insert(f.path, sha);
         }
     }
 
@@ -1176,6 +1162,7 @@ impl<'a> Expander<'a> {
                 host: p.host.get_ref().to_string(),
                 name: p.name.get_ref().to_string(),
                 soak_s: p.soak.as_secs(),
+                supervisor: *self.host(p.host.get_ref())?.supervisor.get_ref(),
             },
             ProbeRef::Command(p) => Probe::Command {
                 host: p.host.get_ref().to_string(),

@@ -15,6 +15,8 @@ use crate::plan::waves;
 
 #[path = "validate_alerting.rs"]
 mod alerting;
+#[path = "validate_pm2.rs"]
+mod pm2;
 
 struct Checker<'a> {
     file: &'a str,
@@ -44,6 +46,7 @@ pub fn validate(
     c.nats_topology();
     c.streams();
     c.processes(secrets_provided);
+    c.pm2_program_names();
     for m in &plan.migrations {
         c.diags.extend(crate::plan::migration_rules::check_fields(
             file,

@@ -554,7 +554,7 @@ async fn undo_host(
     sink: &dyn Sink,
 ) -> Result<Vec<String>, UndoError> {
     let mut notes = revert_migrations(h, wave).await?;
-    let built = rollback_script(h.root, h.generation, wave, changes);
+    let built = rollback_script(h.root, h.desired.supervisor, h.generation, wave, changes);
     let out = h
         .host
         .run(built.script.as_str())

@@ -53,7 +53,11 @@ pub async fn examine(session: Session, loaded: &Loaded) -> Vec<HostDoctor> {
                     };
                 }
             };
-            let script = doctor::script(&desired.root, &programs);
+            let script = doctor::script(
+                &desired.root,
+                crate::backend::supervisor::of(desired.supervisor),
+                &programs,
+            );
             // The host reads its clock first and prints it at once: it read it between the
             // start and the arrival of that line.
             let before = now_ns();

@@ -120,8 +120,8 @@ pub fn changes_for(
             continue;
         };
         for p in &report.missing_programs {
-            let how = match crate::backend::package_of(p) {
-                Some(pkg) => format!("apt-get install {pkg}"),
+            let how = match crate::backend::install_command(p) {
+                Some(cmd) => cmd,
                 None => {
                     "put it on the host's PATH (wavectl does not know which package provides it)"
                         .to_string()

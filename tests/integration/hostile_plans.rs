@@ -271,6 +271,16 @@ fn refused_cases() -> Vec<Refused> {
             "\"127.0.0.2'",
         ),
         inventory_case(
+            "supervisor that is a command",
+            "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\nsupervisor = \"pm2; touch /tmp/wv-hostile-marker\"\n",
+            "\"pm2; touch",
+        ),
+        inventory_case(
+            "supervisor not built",
+            "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\nsupervisor = \"systemd\"\n",
+            "\"systemd\"",
+        ),
+        inventory_case(
             "empty ssh destination",
             "ssh = \"\"\naddress = \"127.0.0.2\"\nroot = \"/srv/x\"\n",
             "\"\"",
@@ -309,11 +319,6 @@ fn refused_cases() -> Vec<Refused> {
             "root that is /",
             "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\nroot = \"/\"\n",
             "\"/\"",
-        ),
-        inventory_case(
-            "supervisor that is not built",
-            "ssh = \"mainpc\"\naddress = \"127.0.0.2\"\nsupervisor = \"pm2\"\n",
-            "\"pm2\"",
         ),
         inventory_case(
             "inventory var name with a command",
@@ -588,14 +593,34 @@ fn apply_and_prove(repo: &Repo, root: &Path) {
         "an injected command ran"
     );
     // Exactly the planned programs: no section smuggled into the program files.
-    let programs: Vec<String> = std::fs::read_dir(root.join("files/supervisor/programs"))
+    let pm2 = root.join("files/pm2");
+    let (dir, file) = if pm2.exists() {
+        (pm2, "echo-argv.json")
+    } else {
+        (root.join("files/supervisor/programs"), "echo-argv.conf")
+    };
+    let programs: Vec<String> = std::fs::read_dir(&dir)
         .expect("programs")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(programs, vec!["echo-argv.conf".to_string()]);
-    let conf = std::fs::read_to_string(root.join("files/supervisor/programs/echo-argv.conf"))
-        .expect("program file");
-    assert_eq!(conf.matches("[program:").count(), 1, "{conf}");
+    assert_eq!(programs, vec![file.to_string()]);
+    let conf = std::fs::read_to_string(dir.join(file)).expect("program file");
+    if file.ends_with(".json") {
+        // One app, its argv the planned one word for word, no secret in it.
+        let doc: serde_json::Value = serde_json::from_str(&conf).expect("ecosystem JSON");
+        let apps = doc["apps"].as_array().expect("apps");
+        assert_eq!(apps.len(), 1, "{conf}");
+        let args: Vec<&str> = apps[0]["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert!(args.ends_with(HOSTILE_ARGS), "{args:?}");
+        assert!(!conf.contains("cr\\\"et"), "{conf}");
+    } else {
+        assert_eq!(conf.matches("[program:").count(), 1, "{conf}");
+    }
     let diff = repo.run(&["diff", "plans/p.toml"]);
     assert_eq!(diff.code, 0, "{}\n{}", diff.stdout, diff.stderr);
     assert!(!diff.stdout.contains("cr\"et") && !diff.stderr.contains("cr\"et"));
@@ -615,6 +640,70 @@ fn a_hostile_plan_applies_exactly_through_the_local_transport() {
         .env("TOKEN", HOSTILE_SECRET)
         .commit("hostile");
     apply_and_prove(&repo, &root);
+}
+
+/// pm2 reads `all` and numbers as process selectors: a program so named on a pm2 host is
+/// refused at its name, whatever kind of resource it comes from.
+#[test]
+fn a_program_name_pm2_would_misread_is_refused_on_a_pm2_host() {
+    let inventory = "[[host]]\nname = \"mainpc\"\nssh = \"mainpc\"\naddress = \"127.0.10.2\"\nsupervisor = \"pm2\"\n";
+    for (tail, needle) in [
+        (
+            process_with("").replace("name = \"p\"", "name = \"all\""),
+            "\"all\"",
+        ),
+        (
+            process_with("").replace("name = \"p\"", "name = \"42\""),
+            "\"42\"",
+        ),
+        (
+            "\n[[pushgateway]]\nname = \"007\"\nhost = \"mainpc\"\n".to_string(),
+            "\"007\"",
+        ),
+    ] {
+        let plan = format!("{HEADER}{tail}");
+        let run = Repo::with_plan(&plan)
+            .file("inventories/lab.toml", inventory)
+            .validate();
+        let (line, col) = position(&plan, needle);
+        assert_eq!(run.code, 1, "{plan}\n{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("plans/p.toml:{line}:{col}: error: ")),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains("under pm2"), "{}", run.stderr);
+        // The same plan on a supervisord host is fine.
+        let run = Repo::with_plan(&plan).validate();
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_hostile_plan_applies_exactly_under_pm2_through_the_local_transport() {
+    let roots = tempfile::tempdir().expect("temp");
+    let root = roots.path().join("root");
+    let _stop = crate::pm2_lab::StopPm2(root.clone());
+    let inventory = format!(
+        "[[host]]\nname = \"mainpc\"\ntransport = \"local\"\naddress = \"127.0.138.2\"\nroot = \"{}\"\nsupervisor = \"pm2\"\n",
+        root.display()
+    );
+    let repo = Repo::with_plan(&hostile_plan())
+        .file("inventories/lab.toml", &inventory)
+        .env("TOKEN", HOSTILE_SECRET)
+        .commit("hostile");
+    apply_and_prove(&repo, &root);
+}
+
+#[test]
+fn a_hostile_plan_applies_exactly_under_pm2() {
+    let lab = Lab::up_with(133, 1, &["--supervisor", "pm2"]);
+    let repo = Repo::with_plan(&hostile_plan())
+        .with_inventory(lab.inventory())
+        .env("TOKEN", HOSTILE_SECRET)
+        .commit("hostile");
+    apply_and_prove(&repo, &lab.root("mainpc"));
 }
 
 #[test]

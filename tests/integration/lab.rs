@@ -17,20 +17,30 @@ pub struct Lab {
 impl Lab {
     /// Starts `hosts` machines on 127.0.`net`.x; each test uses its own `net`.
     pub fn up(net: u8, hosts: usize) -> Lab {
+        Lab::up_with(net, hosts, &[])
+    }
+
+    /// `up` with more options for `scripts/lab up` (`--supervisor pm2`).
+    pub fn up_with(net: u8, hosts: usize, options: &[&str]) -> Lab {
         let dir = tempfile::Builder::new()
             .prefix("wvlab")
             .tempdir_in("/tmp")
             .expect("temp dir");
         let lab = Lab { dir };
-        let out = lab.script(&[
-            "up",
-            "--net",
-            &format!("127.0.{net}"),
-            "--tag",
-            &format!("t{net}"),
-            "--hosts",
-            &hosts.to_string(),
-        ]);
+        let out = lab.script(
+            &[
+                "up",
+                "--net",
+                &format!("127.0.{net}"),
+                "--tag",
+                &format!("t{net}"),
+                "--hosts",
+                &hosts.to_string(),
+            ]
+            .into_iter()
+            .chain(options.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         assert!(
             out.status.success(),
             "lab up failed:\n{}",

@@ -16,6 +16,7 @@ mod local_transport;
 mod many_hosts;
 mod migrations_lab;
 mod nats_cluster;
+mod pm2_lab;
 mod postgres;
 mod postgres_lab;
 mod render_tools;
