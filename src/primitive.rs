@@ -253,6 +253,21 @@ pub enum Probe {
     },
 }
 
+impl Probe {
+    /// The host the probe runs on.
+    pub fn host(&self) -> &str {
+        match self {
+            Probe::Http { host, .. }
+            | Probe::Tcp { host, .. }
+            | Probe::Process { host, .. }
+            | Probe::NatsStream { host, .. }
+            | Probe::PromQuery { host, .. }
+            | Probe::Command { host, .. }
+            | Probe::AlertQuiet { host, .. } => host,
+        }
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -448,7 +448,13 @@ async fn apply_changes(
         .filter_map(|n| loaded.desired.waves.iter().find(|w| &w.name == n).cloned())
         .collect();
     let stop = std::sync::Arc::new(Stop::default());
-    let handler = tokio::spawn(stop_on_signal(stop.clone()));
+    // The apply finishes its current step, undoes the current wave, releases the locks and
+    // exits 130.
+    let handler = tokio::spawn(stop_on_signal(
+        stop.clone(),
+        "interrupted: finishing the current step, then undoing the current wave on every host it touched (interrupt again to exit at once)",
+        "interrupted again: exiting now. Left undone: the current wave on its hosts and their locks; run `wavectl diff`, then `wavectl apply --force-unlock` or `wavectl rollback --to previous --force-unlock`",
+    ));
     let job = Job {
         released_streams: record.released_streams,
         builtins: &loaded.builtins,
@@ -489,9 +495,13 @@ async fn apply_changes(
     Ok(Exit::Ok)
 }
 
-/// SIGINT or SIGTERM: the apply finishes its current step, undoes the current wave, releases
-/// the locks and exits 130. A second one exits at once.
-async fn stop_on_signal(stop: std::sync::Arc<Stop>) {
+/// SIGINT or SIGTERM: `stop` is requested (the run says `first`); a second one prints `again`
+/// and exits 130 at once.
+pub(crate) async fn stop_on_signal(
+    stop: std::sync::Arc<Stop>,
+    first: &'static str,
+    again: &'static str,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -505,15 +515,11 @@ async fn stop_on_signal(stop: std::sync::Arc<Stop>) {
             _ = term.recv() => {}
         }
         if stop.requested() {
-            eprintln!(
-                "interrupted again: exiting now. Left undone: the current wave on its hosts and their locks; run `wavectl diff`, then `wavectl apply --force-unlock` or `wavectl rollback --to previous --force-unlock`"
-            );
+            eprintln!("{again}");
             std::process::exit(Exit::Interrupted as i32);
         }
         stop.request();
-        eprintln!(
-            "interrupted: finishing the current step, then undoing the current wave on every host it touched (interrupt again to exit at once)"
-        );
+        eprintln!("{first}");
     }
 }
 

@@ -88,7 +88,12 @@ pub fn run(ctx: &Context, args: &Args) -> anyhow::Result<Exit> {
     let thresholds = loaded.plan.drill.thresholds();
     let stop = Arc::new(Stop::default());
     ctx.runtime()?.block_on(async {
-        tokio::spawn(stop_on_signal(stop.clone()));
+        // The drill restores what it did and exits 130.
+        tokio::spawn(crate::cli::apply::stop_on_signal(
+            stop.clone(),
+            "interrupted: restoring what the drill did (interrupt again to exit at once)",
+            "interrupted again: exiting now. Left: what the drill changed, as its record on the hosts says (an nftables table expires by itself, frozen programs get SIGCONT from the host's reaper); the next `wavectl drill` restores the rest",
+        ));
         let (loaded, observed) = ctx.observe(args.plan, None, loaded).await?;
         let result = drill_on(ctx, args, &loaded, &observed, thresholds, &stop, hold).await;
         close_all(observed).await;
@@ -327,32 +332,6 @@ pub async fn interrupted_lines(
             (h, line)
         })
         .collect()
-}
-
-/// SIGINT or SIGTERM: the drill restores what it did and exits 130. A second one exits at
-/// once and says what is left.
-async fn stop_on_signal(stop: Arc<Stop>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        if stop.requested() {
-            eprintln!(
-                "interrupted again: exiting now. Left: what the drill changed, as its record on the hosts says (an nftables table expires by itself, frozen programs get SIGCONT from the host's reaper); the next `wavectl drill` restores the rest"
-            );
-            std::process::exit(Exit::Interrupted as i32);
-        }
-        stop.request();
-        eprintln!("interrupted: restoring what the drill did (interrupt again to exit at once)");
-    }
 }
 
 fn confirm(question: &str) -> anyhow::Result<bool> {

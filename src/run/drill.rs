@@ -248,7 +248,7 @@ impl Drill<'_> {
             let mut all = true;
             let mut at = 0u64;
             for c in checks {
-                let host = probe_host(&c.probe);
+                let host = c.probe.host();
                 let script = hostside::timed_probe_script(&c.probe, self.root(host));
                 let ok = match self.exec(host, &script).await {
                     Ok(out) => {
@@ -997,34 +997,10 @@ impl Drill<'_> {
     }
 }
 
-fn probe_host(p: &crate::primitive::Probe) -> &str {
-    use crate::primitive::Probe;
-    match p {
-        Probe::Http { host, .. }
-        | Probe::Tcp { host, .. }
-        | Probe::Process { host, .. }
-        | Probe::NatsStream { host, .. }
-        | Probe::PromQuery { host, .. }
-        | Probe::Command { host, .. }
-        | Probe::AlertQuiet { host, .. } => host,
-    }
-}
-
-/// The central hub: the one other hubs remote-write to (else the first), with its host and
-/// query URL as its host sees it.
+/// The central hub (as the uptime report picks it: the one other hubs remote-write to, else
+/// the first), with its host and query URL as its host sees it.
 fn central_hub(loaded: &Loaded) -> Option<(String, String)> {
-    let plan = &loaded.plan;
-    let hub = plan
-        .hubs
-        .iter()
-        .find(|h| {
-            plan.hubs.iter().any(|o| {
-                o.remote_write
-                    .iter()
-                    .any(|r| r.get_ref() == h.name.get_ref())
-            })
-        })
-        .or_else(|| plan.hubs.first())?;
+    let hub = crate::uptime::report_hub(&loaded.plan, None)?;
     let host = hub.host.get_ref().to_string();
     let address = loaded.inventory.host(&host)?.address.get_ref().to_string();
     let address = if address.contains(':') {
@@ -1039,16 +1015,7 @@ fn central_hub(loaded: &Loaded) -> Option<(String, String)> {
 }
 
 fn central_scrape_ms(loaded: &Loaded) -> u64 {
-    let plan = &loaded.plan;
-    let central = central_hub(loaded);
-    plan.hubs
-        .iter()
-        .find(|h| {
-            central.as_ref().is_some_and(|(host, url)| {
-                h.host.get_ref().as_str() == host
-                    && url.ends_with(&format!(":{}/api/v1/query", h.port.get_ref()))
-            })
-        })
+    crate::uptime::report_hub(&loaded.plan, None)
         .map_or(0, |h| h.scrape_interval.value().as_millis() as u64)
 }
 

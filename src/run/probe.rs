@@ -29,22 +29,10 @@ impl GateJudge for Probes<'_> {
     }
 }
 
-fn probe_host(p: &Probe) -> &str {
-    match p {
-        Probe::Http { host, .. }
-        | Probe::Tcp { host, .. }
-        | Probe::Process { host, .. }
-        | Probe::NatsStream { host, .. }
-        | Probe::PromQuery { host, .. }
-        | Probe::Command { host, .. }
-        | Probe::AlertQuiet { host, .. } => host,
-    }
-}
-
 impl Probes<'_> {
     /// Runs a probe once, from its host's side.
     pub async fn once(&self, probe: &Probe) -> Verdict {
-        let host = probe_host(probe);
+        let host = probe.host();
         let Some((conn, root)) = self.hosts.get(host) else {
             return Verdict::Fail(format!("host {host} is not connected"));
         };
@@ -138,7 +126,7 @@ pub fn checks_of<'a>(loaded: &'a Loaded, host: &str) -> Vec<&'a Check> {
             .waves
             .iter()
             .flat_map(|w| &w.gates)
-            .filter(|g| probe_host(&g.probe) == host),
+            .filter(|g| g.probe.host() == host),
     );
     out
 }
