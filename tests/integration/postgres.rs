@@ -39,6 +39,12 @@ impl Postgres {
             .args(["-D", &pg.data().to_string_lossy(), "-U", "postgres"])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
             .args(["-E", "UTF8", "--no-sync"]));
+        // initdb lets TCP in from 127.0.0.1 only; the lab's machines connect from their own
+        // 127.0.N.x addresses (scripts/lab source-NATs each machine's traffic).
+        let hba = pg.data().join("pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        rules.push_str("host all all 127.0.0.0/8 scram-sha-256\n");
+        std::fs::write(&hba, rules).expect("write pg_hba.conf");
         let opts = format!(
             "-c listen_addresses={} -p {} -k {} -c fsync=off",
             pg.host,
