@@ -391,7 +391,12 @@ fn fill(base: &[Segment], other: &[Segment]) -> Vec<Segment> {
 }
 
 /// A component's timeline: the hub's own samples, its holes filled with the other hubs'
-/// views; for the hub itself, a hole nobody filled (after its first sample) is its outage.
+/// views.
+///
+/// For the hub itself its own samples prove it up, each until the next one `own_hold` later at
+/// most. A longer hole starts at its last sign of life: there the other hubs say what they saw
+/// (a hub remote-writing to it scrapes it too), and what nobody saw, after its first sample,
+/// is its outage.
 fn component_timeline(
     plan: &Plan,
     series: &[&Series],
@@ -402,24 +407,21 @@ fn component_timeline(
     let Some((first, others)) = series.split_first() else {
         return Vec::new();
     };
-    let mut t = timeline(
-        &first.samples,
-        from,
-        to,
-        if own { own_hold } else { hold },
-        State::NoData,
-    );
+    let own = own && first.label("hub").is_empty();
+    let mut t = if own {
+        proven(&first.samples, from, to, own_hold)
+    } else {
+        timeline(&first.samples, from, to, hold, State::NoData)
+    };
     for o in others {
         let interval = plan
             .hubs
             .iter()
             .find(|h| h.name.get_ref().as_str() == o.label("hub"))
-            .map_or(hold, |h| {
-                2.0 * h.scrape_interval.as_secs().max(1) as f64 + 1.0
-            });
+            .map_or(hold, |h| h.scrape_interval.as_secs().max(1) as f64 + 1.0);
         t = fill(&t, &timeline(&o.samples, from, to, interval, State::NoData));
     }
-    if own && first.label("hub").is_empty() {
+    if own {
         let start = first.samples.first().map_or(to, |x| x.0);
         for seg in t
             .iter_mut()
@@ -429,6 +431,41 @@ fn component_timeline(
         }
     }
     t
+}
+
+/// The hub's own samples as proof of life: up from one sample to the next when they are at
+/// most `hold` apart, no data in a longer hole (from its last sample on).
+fn proven(samples: &[(f64, f64)], from: f64, to: f64, hold: f64) -> Vec<Segment> {
+    let inside: Vec<(f64, f64)> = samples.iter().copied().filter(|(t, _)| *t <= to).collect();
+    let Some(first) = inside.first() else {
+        return timeline(&inside, from, to, hold, State::NoData);
+    };
+    let mut out: Vec<Segment> = vec![Segment {
+        start: from,
+        end: first.0.max(from),
+        state: State::NoData,
+    }];
+    out.retain(|s| s.end > s.start);
+    for (k, (t, v)) in inside.iter().enumerate() {
+        let next = inside.get(k + 1).map_or(to, |n| n.0);
+        // A hole starts at the last sign of life.
+        let state = if next - t > hold {
+            State::NoData
+        } else if *v > 0.0 {
+            State::Up
+        } else {
+            State::Down
+        };
+        let (start, end) = (t.max(from), next);
+        if end <= start {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.state == state && (last.end - start).abs() < 1e-9 => last.end = end,
+            _ => out.push(Segment { start, end, state }),
+        }
+    }
+    out
 }
 
 /// Builds the report of `hub` over the last `hours` from what it answered.
@@ -655,6 +692,53 @@ mod tests {
                 seg(40.0, 50.0, State::Up)
             ]
         );
+    }
+
+    #[test]
+    fn the_hubs_own_outage_starts_where_the_other_hub_saw_it_go() {
+        // Its own samples every 30 s up to 1000, then none until 1120; the edge (15 s) saw it
+        // down from 1010 to 1090.
+        let own = samples(910.0, 30.0, &[1.0, 1.0, 1.0, 1.0]);
+        let mut own_all = own.clone();
+        own_all.push((1120.0, 1.0));
+        let proof = proven(&own_all, 900.0, 1150.0, 31.0);
+        assert_eq!(
+            proof[1],
+            Segment {
+                start: 910.0,
+                end: 1000.0,
+                state: State::Up
+            },
+            "{proof:?}"
+        );
+        assert_eq!(
+            proof[2],
+            Segment {
+                start: 1000.0,
+                end: 1120.0,
+                state: State::NoData
+            },
+            "{proof:?}"
+        );
+        let edge = Series {
+            labels: [("hub".to_string(), "edge".to_string())].into(),
+            samples: samples(995.0, 15.0, &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]),
+        };
+        let own_series = Series {
+            labels: BTreeMap::new(),
+            samples: own_all,
+        };
+        let plan = Plan::default();
+        let t = component_timeline(
+            &plan,
+            &[&own_series, &edge],
+            true,
+            (900.0, 1150.0),
+            (61.0, 31.0),
+        );
+        let o = outages(&t, 1150.0);
+        assert_eq!(o.len(), 1, "{t:?}");
+        assert_eq!((o[0].start, o[0].end), (1010.0, 1085.0), "{t:?}");
     }
 
     #[test]
