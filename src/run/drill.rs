@@ -12,6 +12,7 @@ use crate::backend::script::Script;
 use crate::gate;
 use crate::load::Loaded;
 use crate::plan::drill::Thresholds;
+use crate::plan::schema::Hub;
 use crate::primitive::Check;
 use crate::run::apply::Stop;
 use crate::run::drill_probes;
@@ -416,7 +417,10 @@ impl Drill<'_> {
             })
             .map(|b| b.name.get_ref().to_string())
             .collect();
-        let central = central_hub(self.loaded);
+        // Who must see the heartbeats: the central hub, or, when it is the one stopped, the
+        // fallback hub of the batches that used it.
+        let watcher = watching_hub(self.loaded, &program, &batches);
+        let central = watcher.and_then(|h| hub_endpoint(self.loaded, h));
         let checks = checks_naming(self.loaded, &host, &program);
         let mut rec = self.record(
             Kind::StopService,
@@ -453,7 +457,7 @@ impl Drill<'_> {
             .max()
             .unwrap_or(0);
         let failover_limit =
-            self.thresholds.failover_max_ms + detect_ms + central_scrape_ms(self.loaded);
+            self.thresholds.failover_max_ms + detect_ms + watcher.map_or(0, scrape_ms);
         // While it is down: the central hub's view of the batches' heartbeats. It stays down
         // until they are seen or the failover limit has passed, even past --for.
         let down_for = if batches.is_empty() {
@@ -521,7 +525,11 @@ impl Drill<'_> {
         };
         if !batches.is_empty() {
             o.figures.push(Figure::at_most(
-                &format!("heartbeats at central ({} batches)", batches.len()),
+                &format!(
+                    "heartbeats at {} ({} batches)",
+                    watcher.map_or("central", |h| h.name.get_ref().as_str()),
+                    batches.len()
+                ),
                 seen_at.map(|s| s.saturating_sub(stopped_at)),
                 "ms",
                 failover_limit,
@@ -997,10 +1005,30 @@ impl Drill<'_> {
     }
 }
 
-/// The central hub (as the uptime report picks it: the one other hubs remote-write to, else
-/// the first), with its host and query URL as its host sees it.
-fn central_hub(loaded: &Loaded) -> Option<(String, String)> {
-    let hub = crate::uptime::report_hub(&loaded.plan, None)?;
+/// The hub that must see the batches' heartbeats while `stopped` is down: the central one (as
+/// the uptime report picks it: the one other hubs remote-write to, else the first), or, when
+/// that is the one stopped, the batches' fallback hub, else any other.
+fn watching_hub<'p>(loaded: &'p Loaded, stopped: &str, batches: &[String]) -> Option<&'p Hub> {
+    let plan = &loaded.plan;
+    let central = crate::uptime::report_hub(plan, None)?;
+    if central.name.get_ref().as_str() != stopped {
+        return Some(central);
+    }
+    let fallback = plan
+        .batches
+        .iter()
+        .filter(|b| batches.contains(&b.name.get_ref().to_string()))
+        .find_map(|b| b.fallback_hub.as_ref())
+        .and_then(|f| plan.hubs.iter().find(|h| h.name.get_ref() == f.get_ref()));
+    fallback.or_else(|| {
+        plan.hubs
+            .iter()
+            .find(|h| h.name.get_ref().as_str() != stopped)
+    })
+}
+
+/// A hub's host and query URL as its host sees it.
+fn hub_endpoint(loaded: &Loaded, hub: &Hub) -> Option<(String, String)> {
     let host = hub.host.get_ref().to_string();
     let address = loaded.inventory.host(&host)?.address.get_ref().to_string();
     let address = if address.contains(':') {
@@ -1014,9 +1042,8 @@ fn central_hub(loaded: &Loaded) -> Option<(String, String)> {
     ))
 }
 
-fn central_scrape_ms(loaded: &Loaded) -> u64 {
-    crate::uptime::report_hub(&loaded.plan, None)
-        .map_or(0, |h| h.scrape_interval.value().as_millis() as u64)
+fn scrape_ms(hub: &Hub) -> u64 {
+    hub.scrape_interval.value().as_millis() as u64
 }
 
 /// The health checks of `host` that name `program` (`process NAME health`, `hub NAME ready`).
