@@ -159,14 +159,18 @@ fn ident(text: &str) -> Result<(), String> {
     }
 }
 
-fn pg_name(text: &str) -> Result<(), String> {
-    let ok = text.len() <= 63
+/// `[A-Za-z_][A-Za-z0-9_]*`, at most `max` bytes: a shell variable or a PostgreSQL name.
+fn is_identifier(text: &str, max: usize) -> bool {
+    text.len() <= max
         && text
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn pg_name(text: &str) -> Result<(), String> {
+    if is_identifier(text, 63) {
         Ok(())
     } else {
         Err(format!(
@@ -189,13 +193,7 @@ fn host_selector(text: &str) -> Result<(), String> {
 }
 
 fn env_key(text: &str) -> Result<(), String> {
-    let ok = text.len() <= 128
-        && text
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+    if is_identifier(text, 128) {
         Ok(())
     } else {
         Err(format!(
