@@ -302,6 +302,22 @@ pub fn list_script(root: &str, db: &DatabaseSpec) -> String {
     s.into_string()
 }
 
+/// Whether a transaction refuses a dirty database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dirty {
+    Refuse,
+    Allow,
+}
+
+/// Opens the session's transaction: the tracking tables, the schema check and, unless the
+/// operation is the one that deals with a dirty database, the dirty check.
+fn begin(s: &mut Script, dirty: Dirty) {
+    s.raw(OPEN).raw("BEGIN;\n").raw(TABLES).raw(GUARD_SCHEMA);
+    if dirty == Dirty::Refuse {
+        s.raw(GUARD_DIRTY);
+    }
+}
+
 /// Applies one migration and its tracking row in one transaction (a no-transaction one behind
 /// the dirty marker, statement by statement), under the advisory lock.
 pub fn apply_script(
@@ -313,11 +329,7 @@ pub fn apply_script(
 ) -> String {
     let mut s = header(root, db);
     session(&mut s, "exit 1", |s| {
-        s.raw(OPEN)
-            .raw("BEGIN;\n")
-            .raw(TABLES)
-            .raw(GUARD_SCHEMA)
-            .raw(GUARD_DIRTY);
+        begin(s, Dirty::Refuse);
         guard(s, m.id, ALREADY, "wavectl_already_applied");
         if m.no_transaction {
             s.raw("INSERT INTO wavectl_meta (key, value) VALUES ('dirty', ");
@@ -362,11 +374,7 @@ pub fn apply_script(
 pub fn revert_script(root: &str, db: &DatabaseSpec, id: u32) -> String {
     let mut s = header(root, db);
     session(&mut s, "exit 1", |s| {
-        s.raw(OPEN)
-            .raw("BEGIN;\n")
-            .raw(TABLES)
-            .raw(GUARD_SCHEMA)
-            .raw(GUARD_DIRTY);
+        begin(s, Dirty::Refuse);
         guard(s, id, NOT_RECORDED, "wavectl_not_recorded");
         guard(s, id, IRREVERSIBLE, "wavectl_irreversible");
         s.raw("SELECT no_transaction AS wv_nt FROM wavectl_migrations WHERE id = ")
@@ -396,7 +404,7 @@ pub fn revert_script(root: &str, db: &DatabaseSpec, id: u32) -> String {
 pub fn accept_script(root: &str, db: &DatabaseSpec, m: &MigrationSpec) -> String {
     let mut s = header(root, db);
     session(&mut s, "exit 1", |s| {
-        s.raw(OPEN).raw("BEGIN;\n").raw(TABLES).raw(GUARD_SCHEMA);
+        begin(s, Dirty::Allow);
         guard(s, m.id, NOT_RECORDED, "wavectl_not_recorded");
         s.raw("UPDATE wavectl_migrations SET checksum = ");
         text_expr(s, &m.checksum);
@@ -420,7 +428,7 @@ pub fn accept_script(root: &str, db: &DatabaseSpec, m: &MigrationSpec) -> String
 pub fn resolve_script(root: &str, db: &DatabaseSpec) -> String {
     let mut s = header(root, db);
     session(&mut s, "exit 1", |s| {
-        s.raw(OPEN).raw("BEGIN;\n").raw(TABLES).raw(GUARD_SCHEMA);
+        begin(s, Dirty::Allow);
         s.raw(concat!(
             "SELECT coalesce((SELECT replace(replace(value, chr(13), ''), chr(10), ' ') FROM wavectl_meta WHERE key = 'dirty'), '-') AS wv_was \\gset\n",
             "DELETE FROM wavectl_meta WHERE key = 'dirty';\n",
@@ -451,11 +459,7 @@ pub fn baseline_script(root: &str, db: &DatabaseSpec, up_to_id: u32) -> String {
     }
     let mut s = header(root, db);
     session(&mut s, "exit 1", |s| {
-        s.raw(OPEN)
-            .raw("BEGIN;\n")
-            .raw(TABLES)
-            .raw(GUARD_SCHEMA)
-            .raw(GUARD_DIRTY);
+        begin(s, Dirty::Refuse);
         s.raw("DO $wv$ BEGIN IF EXISTS (SELECT 1 FROM wavectl_migrations) THEN RAISE EXCEPTION 'wavectl_already_tracked'; END IF; END $wv$;\n");
         for m in &chosen {
             insert_row(s, m, 0, None, true);
